@@ -1,0 +1,239 @@
+"""Self-contained HTML reports: a metric table and before/after image rows, in one file with no external assets.
+
+A report is meant to be mailed, attached to an issue or archived next to an edit file, so everything it shows
+(styles and images) is inlined; images travel as base64 PNG data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import html
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+# Metrics shown in the main table, in this order, when present; any others go in the "all metrics" table.
+PRIMARY_METRICS = (
+    "erasure_rate",
+    "synonym_erasure_rate",
+    "preserve_acc",
+    "preserve_drop",
+    "neighbour_acc",
+    "base_neighbour_acc",
+    "fd_clf",
+    "target_other_heads_acc",
+)
+# Fields of a result dict that say what was evaluated rather than how it scored.
+_IDENTITY_FIELDS = ("method", "concept", "model")
+# The toy world's images are 32x32: too small to judge by eye at their native size.
+_TARGET_DISPLAY_PX = 96
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
+       padding: 0 1rem; color: #1d1d1f; background: #fff; }
+h1 { font-size: 1.6rem; margin-bottom: .3rem; }
+h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+h3 { font-size: 1rem; margin: 1rem 0 .4rem; }
+.meta { color: #666; font-size: .85rem; }
+table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0; }
+th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: right; }
+th { background: #f5f5f7; }
+td.id, th.id { text-align: left; }
+dl.provenance { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; font-size: .85rem; }
+dl.provenance dt { font-weight: 600; }
+dl.provenance dd { margin: 0; font-family: ui-monospace, monospace; white-space: pre-wrap; word-break: break-all; }
+.row-label { font-weight: 600; margin: .6rem 0 .2rem; }
+.images { display: flex; flex-wrap: wrap; gap: .5rem; }
+figure { margin: 0; width: 7rem; }
+figure img { image-rendering: pixelated; border: 1px solid #ccc; display: block; }
+figcaption { font-size: .7rem; color: #444; line-height: 1.2; margin-top: .15rem; }
+details { margin: .5rem 0; }
+"""
+
+
+# ------------------------------------------------------------------------------------------------- images
+
+
+def _to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+    """One image (3, H, W) or (1, H, W) in [0, 1] as an (H, W, 3) uint8 array."""
+    image = image.detach().float().cpu().clamp(0, 1)
+    if image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> Image.Image:
+    """Tile a batch ``(N, 3, H, W)`` in [0, 1] into one PIL image, ``nrow`` images per row.
+
+    Same layout as ``torchvision.utils.make_grid``, without the dependency.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be a batch (N, C, H, W), got shape {tuple(images.shape)}")
+    n, _, h, w = images.shape
+    nrow = max(1, min(nrow, n)) if n else 1
+    ncol = max(1, math.ceil(n / nrow))
+    fill = int(round(pad_value * 255))
+    canvas = np.full((padding + ncol * (h + padding), padding + nrow * (w + padding), 3), fill, dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        y, x = padding + r * (h + padding), padding + c * (w + padding)
+        canvas[y : y + h, x : x + w] = _to_uint8_hwc(images[i])
+    return Image.fromarray(canvas)
+
+
+def _upscaled(image: Image.Image, target_px: int = _TARGET_DISPLAY_PX) -> Image.Image:
+    # Nearest-neighbour keeps the pixels honest: smoothing would hide exactly the artefacts a reader looks for.
+    scale = max(1, round(target_px / max(image.size)))
+    if scale == 1:
+        return image
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+
+
+def _png_data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# --------------------------------------------------------------------------------------------------- html
+
+
+def _esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _format_value(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return "-" if isinstance(value, float) and math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def _metrics_of(result: Mapping) -> dict:
+    """A result's metrics: its ``metrics`` mapping, or else its top-level numbers."""
+    if isinstance(result.get("metrics"), Mapping):
+        return dict(result["metrics"])
+    return {k: v for k, v in result.items() if k not in _IDENTITY_FIELDS and isinstance(v, (int, float))}
+
+
+def _metric_table(results: Sequence[Mapping], names: list[str]) -> str:
+    identity = [f for f in _IDENTITY_FIELDS if any(f in r for r in results)]
+    head = "".join(f'<th class="id">{_esc(f)}</th>' for f in identity) + "".join(f"<th>{_esc(n)}</th>" for n in names)
+    rows = []
+    for result in results:
+        metrics = _metrics_of(result)
+        cells = "".join(f'<td class="id">{_esc(result.get(f, ""))}</td>' for f in identity)
+        cells += "".join(f"<td>{_esc(_format_value(metrics.get(n)))}</td>" for n in names)
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _provenance_block(provenance: Mapping | None) -> str:
+    entries = dict(provenance or {})
+    entries.setdefault("generated", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    items = []
+    for key, value in entries.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+        items.append(f"<dt>{_esc(key)}</dt><dd>{_esc(text)}</dd>")
+    return f'<dl class="provenance">{"".join(items)}</dl>'
+
+
+def _image_row(label: str, images: torch.Tensor | None, captions: Sequence[str]) -> str:
+    if images is None or len(images) == 0:
+        return f'<div class="row-label">{_esc(label)}</div><p class="meta">no images</p>'
+    figures = []
+    for i in range(images.shape[0]):
+        uri = _png_data_uri(_upscaled(Image.fromarray(_to_uint8_hwc(images[i]))))
+        text = captions[i] if i < len(captions) else ""
+        figures.append(
+            f'<figure><img src="{uri}" alt="{_esc(text)}" title="{_esc(text)}">'
+            f"<figcaption>{_esc(text)}</figcaption></figure>"
+        )
+    return f'<div class="row-label">{_esc(label)}</div><div class="images">{"".join(figures)}</div>'
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # Write next to the destination and rename: a crash or a full disk leaves the old page (or none), never a
+    # truncated one.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates the file private; a report is meant to be read
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_html_report(
+    path: str | os.PathLike,
+    title: str,
+    results: Sequence[Mapping],
+    grids: Sequence[tuple[str, torch.Tensor | None, torch.Tensor | None, Sequence[str]]] = (),
+    provenance: Mapping | None = None,
+) -> Path:
+    """Write a self-contained HTML report and return its path.
+
+    Args:
+        path: where to write the page (parent folders are created).
+        title: the page's title and heading.
+        results: one dict per table row; ``method``, ``concept`` and ``model`` fields identify the row, and the
+            numbers come from its ``metrics`` mapping (e.g. ``ToySuiteResult.to_json()`` plus a ``method``).
+        grids: ``(heading, before, after, prompts)``: two image batches ``(N, 3, H, W)`` in [0, 1] made with
+            the same prompts and seeds, shown as a "before" row over an "after" row, captioned by ``prompts``.
+        provenance: what produced the numbers (versions, model, method, seeds, ...), shown under the title.
+    """
+    path = Path(path)
+    results = list(results)
+    all_names: list[str] = []
+    for result in results:
+        for name in _metrics_of(result):
+            if name not in all_names:
+                all_names.append(name)
+    primary = [n for n in PRIMARY_METRICS if n in all_names] or all_names
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_esc(title)}</h1>",
+        "<h2>Provenance</h2>",
+        _provenance_block(provenance),
+        "<h2>Metrics</h2>",
+    ]
+    if results:
+        parts.append(_metric_table(results, primary))
+        if len(all_names) > len(primary):
+            parts.append(f"<details><summary>All metrics</summary>{_metric_table(results, all_names)}</details>")
+    else:
+        parts.append('<p class="meta">no results</p>')
+
+    if grids:
+        parts.append("<h2>Samples</h2>")
+        parts.append('<p class="meta">Each "after" image uses the same prompt and seed as the one above it.</p>')
+    for heading, before, after, prompts in grids:
+        parts.append(f"<h3>{_esc(heading)}</h3>")
+        parts.append(_image_row("before", before, list(prompts)))
+        parts.append(_image_row("after", after, list(prompts)))
+    parts.append("</body></html>\n")
+
+    _write_atomic(path, "\n".join(parts))
+    return path

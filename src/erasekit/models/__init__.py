@@ -1,0 +1,21 @@
+"""Backbones: the verbs every erasure method uses, over diffusers pipelines of each supported family."""
+
+from .base import GROUP_NAMES, Backbone, Conditioning, GenerationDefaults, SamplerState, make_generators
+from .flux import FluxBackbone
+from .loading import TOY_MODELS, from_pipeline, load, toy_weights_dir
+from .sd import SDBackbone
+
+__all__ = [
+    "GROUP_NAMES",
+    "TOY_MODELS",
+    "Backbone",
+    "Conditioning",
+    "FluxBackbone",
+    "GenerationDefaults",
+    "SDBackbone",
+    "SamplerState",
+    "from_pipeline",
+    "load",
+    "make_generators",
+    "toy_weights_dir",
+]
