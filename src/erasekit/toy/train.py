@@ -56,6 +56,8 @@ class _World:
     """Seeded stream of rendered batches and training captions."""
 
     def __init__(self, seed: int, device: torch.device):
+        # Built first by every trainer, so this also seeds the models' initial weights.
+        torch.manual_seed(seed)
         self.rng = random.Random(seed)
         self.gen = torch.Generator().manual_seed(seed)
         self.device = device

@@ -1,0 +1,156 @@
+"""The workflows behind the CLI, as plain functions: load (with edits), erase, evaluate, measure the toy world.
+
+Everything here is usable from Python too::
+
+    import erasekit.api as ek
+    edit = ek.erase("toy-sd", "negprompt", ["star"], out="runs/star")
+    result = ek.evaluate_toy("toy-sd", "star", edits=["runs/star"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .edits import Edit
+from .errors import ModelNotFoundError, UnknownConceptError
+from .eval import ToySuiteConfig, ToySuiteResult, run_toy_suite
+from .generate import generate
+from .methods import EraseRequest, get_method
+from .models import TOY_MODELS, Backbone, load, toy_weights_dir
+from .toy import world
+from .toy.classifier import ToyClassifier
+
+
+def is_toy(backbone: Backbone) -> bool:
+    name = str(backbone.name_or_path)
+    return name in TOY_MODELS or Path(name).resolve().parent == toy_weights_dir()
+
+
+def check_concepts(backbone: Backbone, concepts: Sequence[str]) -> None:
+    """On a toy model every concept must be one the toy world knows; on real models any text goes."""
+    if is_toy(backbone):
+        check_concepts_toy(concepts)
+
+
+def check_concepts_toy(concepts: Sequence[str]) -> None:
+    for concept in concepts:
+        try:
+            world.concept_head(concept)
+        except ValueError as e:
+            raise UnknownConceptError(str(e)) from None
+
+
+def load_model(model: str | Path, edits: Sequence[str | Path | Edit] = (), device=None) -> Backbone:
+    """Load ``model`` and apply ``edits`` (folders or Edit objects) in order."""
+    backbone = load(model, device=device)
+    for edit in edits:
+        edit = edit if isinstance(edit, Edit) else Edit.load(edit)
+        edit.apply(backbone.pipeline)
+    return backbone
+
+
+def erase(model: str | Path | Backbone, method: str, concepts: Sequence[str], out: str | Path | None = None, *,
+          anchor: str | None = None, preserve: Sequence[str] = (), settings: dict[str, Any] | None = None,
+          seed: int = 0, overwrite: bool = False) -> Edit:
+    """Erase ``concepts`` from ``model`` with ``method``; save the Edit to ``out`` when given."""
+    erasure = get_method(method)
+    config = erasure.make_config(settings)
+    if out is not None and Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite")
+    if str(model) in TOY_MODELS:
+        check_concepts_toy(list(concepts) + ([anchor] if anchor else []))
+    backbone = model if isinstance(model, Backbone) else load(model)
+    erasure.check_family(backbone.family)
+    check_concepts(backbone, list(concepts) + ([anchor] if anchor else []))
+    request = EraseRequest(targets=list(concepts), anchor=anchor, preserve=list(preserve), seed=seed)
+    edit = erasure.erase(backbone, request, config)
+    if out is not None:
+        edit.save(out, overwrite=overwrite)
+    return edit
+
+
+def load_classifier(path: str | Path | None = None) -> ToyClassifier:
+    folder = Path(path) if path else toy_weights_dir() / "classifier"
+    if not (folder / "config.json").is_file():
+        raise ModelNotFoundError(f"no toy classifier at {folder}; train it with `erasekit toy train classifier`")
+    return ToyClassifier.from_pretrained(folder).eval()
+
+
+def generator_fn(backbone: Backbone, batch_size: int = 50, **kwargs):
+    def fn(prompts: list[str], seeds: list[int]) -> torch.Tensor:
+        return generate(backbone, prompts, seeds, batch_size=batch_size, **kwargs)
+    return fn
+
+
+def evaluate_toy(model: str | Path, concept: str, edits: Sequence[str | Path | Edit] = (),
+                 config: ToySuiteConfig | None = None, progress: bool = True) -> ToySuiteResult:
+    """Run the toy suite for ``concept`` on ``model`` with ``edits`` against the unedited model."""
+    config = config or ToySuiteConfig(concept=concept)
+    edits = [e if isinstance(e, Edit) else Edit.load(e) for e in edits]  # fail on a bad folder before loading
+    if str(model) in TOY_MODELS:
+        check_concepts_toy([concept])
+    base = load(model)
+    if not is_toy(base):
+        raise UnknownConceptError(f"the toy suite needs a toy model ({', '.join(TOY_MODELS)}), not {model}")
+    check_concepts(base, [concept])
+    classifier = load_classifier()
+    if edits:
+        edited = load_model(model, edits)
+        result = run_toy_suite(config, classifier, generator_fn(edited, config.batch_size),
+                               base=generator_fn(base, config.batch_size), progress=progress)
+    else:
+        result = run_toy_suite(config, classifier, generator_fn(base, config.batch_size), progress=progress)
+    return result
+
+
+def write_json(path: str | Path, payload: Any) -> Path:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def toy_quality(models: Sequence[str] = TOY_MODELS, n: int = 300, steps: int = 25, seed: int = 1234,
+                batch_size: int = 100, progress: bool = True) -> dict[str, Any]:
+    """Accuracy of the judge on fresh real images and of each toy model's samples, per head.
+
+    Prompts come from the held-out templates only (with synonyms), one seed per image.
+    """
+    classifier = load_classifier()
+    rng = random.Random(seed)
+    samples = world.random_samples(n, rng)
+    truth = world.labels(samples)
+    real = world.render(samples, torch.Generator().manual_seed(seed))
+    report: dict[str, Any] = {"n": n, "steps": steps, "seed": seed,
+                              "classifier_real": _accuracies(classifier.predict(real), truth)}
+    prompts = [world.caption(s, rng, world.HELDOUT_TEMPLATES) for s in samples]
+    for name in models:
+        backbone = load(name)
+        images = generate(backbone, prompts, [seed + i for i in range(n)], num_inference_steps=steps,
+                          batch_size=batch_size, progress=progress)
+        report[name] = _accuracies(classifier.predict(images), truth)
+        report[name]["guidance_scale"] = backbone.defaults.guidance_scale
+    return report
+
+
+def _accuracies(pred: dict[str, torch.Tensor], truth: dict[str, torch.Tensor]) -> dict[str, float]:
+    acc = {h: round(float((pred[h] == truth[h]).float().mean()), 4) for h in world.HEADS}
+    every = torch.stack([pred[h] == truth[h] for h in world.HEADS]).all(0)
+    acc["all_heads"] = round(float(every.float().mean()), 4)
+    return acc

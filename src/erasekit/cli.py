@@ -1,0 +1,330 @@
+"""The ``erasekit`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ErasekitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Remove a concept from a text-to-image diffusion model, and prove it did.")
+toy_app = typer.Typer(no_args_is_help=True, help="The toy world: train and measure the shipped toy models.")
+app.add_typer(toy_app, name="toy")
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+# Methods the demo prefers, best first; the first one that is registered and supports the model is used.
+DEMO_PREFERENCE = ("erasediff", "abo", "esd", "gie", "negprompt")
+
+
+def _fail(message: str, code: int = 2):
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _guard(fn):
+    """Turn the library's own errors into one clear line and a non-zero exit code."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ErasekitError, FileExistsError, ValueError) as e:
+            _fail(str(e))
+    return wrapper
+
+
+def _parse_settings(pairs: list[str] | None) -> dict:
+    settings = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set takes key=value, got '{pair}'")
+        key, value = pair.split("=", 1)
+        try:
+            settings[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key.strip()] = value
+    return settings
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+@app.command()
+@_guard
+def models():
+    """List the toy models and the model families erasekit supports."""
+    from .models import TOY_MODELS, toy_weights_dir
+
+    table = Table(title="toy models (shipped in the package)")
+    table.add_column("name")
+    table.add_column("pipeline")
+    table.add_column("status")
+    for name in TOY_MODELS:
+        folder = toy_weights_dir() / name
+        index = folder / "model_index.json"
+        kind = json.loads(index.read_text())["_class_name"] if index.exists() else "-"
+        table.add_row(name, kind, "ready" if index.exists() else "missing: run `erasekit toy train`")
+    out.print(table)
+    out.print("Also accepted: a local diffusers folder or a hub id (StableDiffusionPipeline, FluxPipeline), "
+              "e.g. CompVis/stable-diffusion-v1-4 or black-forest-labs/FLUX.1-schnell where a hub is reachable.")
+
+
+@app.command()
+@_guard
+def methods():
+    """List the erasure methods."""
+    from .methods import available_methods
+
+    table = Table(title="erasure methods")
+    for col in ("name", "edit kind", "families", "what it does"):
+        table.add_column(col)
+    for name, m in available_methods().items():
+        table.add_row(name, m.kind, ", ".join(m.families), m.summary + (f" [{m.notes}]" if m.notes else ""))
+    out.print(table)
+
+
+# --------------------------------------------------------------------------------------------- generate
+
+@app.command()
+@_guard
+def generate(
+    prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt(s); repeat for several."),
+    model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
+    edit: Optional[list[Path]] = typer.Option(None, "--edit", help="Edit folder(s) to apply, in order."),
+    seed: int = typer.Option(0, help="Seed of the first image; image i uses seed + i."),
+    num: int = typer.Option(1, "--num", "-n", help="Images per prompt."),
+    steps: Optional[int] = typer.Option(None, help="Sampler steps (default: the model's)."),
+    guidance: Optional[float] = typer.Option(None, help="Guidance scale (default: the model's)."),
+    out_path: Path = typer.Option(Path("image.png"), "--out", "-o", help="PNG file (a grid when several images)."),
+):
+    """Generate images, optionally with edits applied."""
+    from .api import load_model
+    from .eval import image_grid
+    from .generate import generate as run
+
+    if out_path.suffix.lower() != ".png":
+        raise ValueError(f"--out must be a .png file, got {out_path}")
+    backbone = load_model(model, edit or [])
+    prompts = [p for p in prompt for _ in range(num)]
+    images = run(backbone, prompts, [seed + i for i in range(len(prompts))], num_inference_steps=steps,
+                 guidance_scale=guidance, progress=len(prompts) > 1)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    grid = image_grid(images, nrow=min(8, len(prompts))) if len(prompts) > 1 else image_grid(images, nrow=1, padding=0)
+    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
+    grid.save(tmp)
+    os.replace(tmp, out_path)
+    out.print(f"wrote {out_path} ({len(prompts)} image{'s' if len(prompts) > 1 else ''})")
+
+
+# ------------------------------------------------------------------------------------------------ erase
+
+@app.command()
+@_guard
+def erase(
+    concept: list[str] = typer.Option(..., "--concept", "-c", help="Concept(s) to erase; repeat for several."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the Edit (must not exist)."),
+    model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
+    method: str = typer.Option("negprompt", help="Erasure method (see `erasekit methods`)."),
+    anchor: Optional[str] = typer.Option(None, help="Concept the target should become (methods that use one)."),
+    preserve: Optional[list[str]] = typer.Option(None, help="Concepts to keep intact (methods that use them)."),
+    setting: Optional[list[str]] = typer.Option(None, "--set", help="Method setting key=value; repeat."),
+    seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
+):
+    """Erase concept(s) from a model; writes an Edit folder."""
+    from .api import erase as run
+
+    start = time.time()
+    edit = run(model, method, concept, out_dir, anchor=anchor, preserve=preserve or [],
+               settings=_parse_settings(setting), seed=seed, overwrite=overwrite)
+    out.print(f"erased {', '.join(edit.concepts)} from {model} with {method} ({edit.kind}) in "
+              f"{time.time() - start:.1f}s -> {out_dir}")
+    if edit.notes:
+        out.print(f"note: {edit.notes}")
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+
+@app.command()
+@_guard
+def evaluate(
+    concept: str = typer.Option(..., "--concept", "-c", help="The toy-world concept that was erased."),
+    model: str = typer.Option("toy-sd", help="A toy model."),
+    edit: Optional[list[Path]] = typer.Option(None, "--edit", help="Edit folder(s) to evaluate, in order."),
+    suite: str = typer.Option("toy", help="Evaluation suite (this version: toy)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here ('-': stdout)."),
+    n_target: int = typer.Option(120), n_synonym: int = typer.Option(120), n_preserve: int = typer.Option(180),
+    n_neighbour: int = typer.Option(90), seed: int = typer.Option(0),
+):
+    """Measure erasure and preservation of a concept on the toy world (the toy suite)."""
+    from .api import evaluate_toy, write_json
+    from .eval import ToySuiteConfig
+
+    if suite != "toy":
+        raise ValueError(f"unknown suite '{suite}'; this version has: toy")
+    config = ToySuiteConfig(concept=concept, n_target=n_target, n_synonym=n_synonym, n_preserve=n_preserve,
+                            n_neighbour=n_neighbour, seed=seed)
+    result = evaluate_toy(model, concept, edit or [], config)
+    payload = result.to_json() | {"model": model, "edits": [str(e) for e in edit or []]}
+    if json_path is not None and str(json_path) == "-":
+        print(json.dumps(payload, indent=2))
+        return
+    (err if json_path is None else out).print(result.table())
+    if json_path is not None:
+        write_json(json_path, payload)
+        out.print(f"wrote {json_path}")
+
+
+# ------------------------------------------------------------------------------------------------- demo
+
+@app.command()
+@_guard
+def demo(
+    out_dir: Path = typer.Option(Path("demo-report"), "--out", "-o"),
+    concept: str = typer.Option("star"),
+    n: int = typer.Option(48, help="Prompts per group of the toy suite (the full suite uses 90-180)."),
+):
+    """Erase a concept from toy-sd with the best available method, evaluate it, write an HTML report."""
+    from .api import erase as run_erase
+    from .api import evaluate_toy, write_json
+    from .eval import ToySuiteConfig, write_html_report
+    from .methods import available_methods
+    from .models import load
+
+    start = time.time()
+    backbone = load("toy-sd")
+    registered = available_methods()
+    method = next(m for m in DEMO_PREFERENCE if m in registered and "sd" in registered[m].families)
+    out.print(f"[bold]erasekit demo[/]: erasing '{concept}' from toy-sd with {method}")
+    edit_dir = out_dir / f"edit-{method}-{concept}"
+    edit = run_erase(backbone, method, [concept], edit_dir, overwrite=True)
+    config = ToySuiteConfig(concept=concept, n_target=n, n_synonym=n, n_preserve=n, n_neighbour=n // 2)
+    result = evaluate_toy("toy-sd", concept, [edit], config)
+    payload = result.to_json() | {"model": "toy-sd", "method": method}
+    write_json(out_dir / "results.json", payload)
+    grids = []
+    if result.images:
+        k = min(8, result.n_images["target"])
+        base_images, edited_images, captions = result.images["base"], result.images["edited"], result.image_prompts
+        grids = [(f"prompts naming '{concept}'", base_images[:k], edited_images[:k], captions[:k]),
+                 ("prompts without it", base_images[k:], edited_images[k:], captions[k:])]
+    report = write_html_report(out_dir / "report.html", f"erasekit demo: '{concept}' erased from toy-sd with {method}",
+                               [payload], grids, provenance=_provenance("toy-sd", method, config))
+    out.print(result.table())
+    out.print(f"report: {report}   ({time.time() - start:.0f}s)")
+
+
+def _provenance(model: str, method: str, config) -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {"erasekit": __version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+            "torch": torch.__version__, "model": model, "method": method, "suite": "toy", "seed": config.seed}
+
+
+# -------------------------------------------------------------------------------------------------- toy
+
+@toy_app.command("train")
+@_guard
+def toy_train(
+    what: str = typer.Argument(..., help="classifier | vae | sd | flux"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Weights folder (default: the package's)."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: the trainer's)."),
+    batch_size: Optional[int] = typer.Option(None),
+    minutes: Optional[float] = typer.Option(None, help="Fit the step count to this wall-clock budget."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    seed: int = typer.Option(0),
+):
+    """Train a toy model from scratch on the toy world (seeded)."""
+    from dataclasses import replace
+
+    from diffusers import AutoencoderKL
+
+    from .models import toy_weights_dir
+    from .toy import train as T
+
+    root = out_dir or toy_weights_dir()
+    defaults = {
+        "classifier": T.TrainConfig(steps=1500, batch_size=128, lr=2e-3, caption_dropout=0.0),
+        "vae": T.TrainConfig(steps=3000, batch_size=64, lr=1e-3, caption_dropout=0.0, warmup=300),
+        "sd": T.TrainConfig(steps=6000, batch_size=64, lr=1e-3, warmup=500),
+        "flux": T.TrainConfig(steps=6000, batch_size=64, lr=1e-3, warmup=500),
+    }
+    if what not in defaults:
+        raise ValueError(f"unknown toy model '{what}'; choose classifier, vae, sd or flux")
+    cfg = replace(defaults[what], seed=seed, device=device, time_budget_s=None if minutes is None else minutes * 60)
+    if steps:
+        cfg.steps = steps
+    if batch_size:
+        cfg.batch_size = batch_size
+    if what == "classifier":
+        T.train_classifier(root / "classifier", cfg)
+    elif what == "vae":
+        T.train_vae(root / "vae", cfg)
+    else:
+        vae_dir = next((p for p in (root / "vae", root / "toy-sd" / "vae") if (p / "config.json").exists()), None)
+        if vae_dir is None:
+            raise ValueError(f"no trained autoencoder under {root}; run `erasekit toy train vae` first")
+        vae = AutoencoderKL.from_pretrained(vae_dir)
+        (T.train_sd if what == "sd" else T.train_flux)(vae, root / f"toy-{what}", cfg)
+    out.print(f"trained {what} -> {root}")
+
+
+@toy_app.command("eval")
+@_guard
+def toy_eval(
+    n: int = typer.Option(300, help="Images per measurement (held-out templates)."),
+    steps: int = typer.Option(25, help="Sampler steps."),
+    model: Optional[list[str]] = typer.Option(None, help="Toy model(s) to measure (default: all)."),
+    json_path: Optional[Path] = typer.Option(None, "--json"),
+):
+    """Measure the judge on real images and each toy model's samples, per head."""
+    from .api import toy_quality, write_json
+    from .models import TOY_MODELS
+
+    report = toy_quality(model or TOY_MODELS, n=n, steps=steps)
+    table = Table(title=f"toy world quality ({n} held-out prompts, {steps} steps)")
+    for col in ("what", "shape", "colour", "pattern", "all heads"):
+        table.add_column(col)
+    for key, value in report.items():
+        if isinstance(value, dict):
+            label = key + (f" (guidance {value['guidance_scale']})" if "guidance_scale" in value else "")
+            table.add_row(label, *(f"{value[h]:.1%}" for h in ("shape", "colour", "pattern", "all_heads")))
+    out.print(table)
+    if json_path:
+        write_json(json_path, report)
+
+
+def _quiet_libraries() -> None:
+    # Library chatter (torchvision notices, per-component loading bars) buries the CLI's own output.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    dlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+
+
+def main():
+    _quiet_libraries()
+    app()
+
+
+if __name__ == "__main__":
+    main()

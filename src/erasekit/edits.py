@@ -1,0 +1,234 @@
+"""Edits: what an erasure method produces, saved and loaded as a folder, applied to a diffusers pipeline.
+
+An edit folder holds ``edit.json`` (the manifest) and, when the edit carries tensors, ``tensors.safetensors``.
+Three kinds:
+
+* ``weight_delta``: new values of the denoiser tensors a fine-tuning method changed (only those);
+* ``mask_set``: per-unit masks (MCE);
+* ``inference_control``: no weights change; ``apply`` installs the method's control on the pipeline
+  (a negative prompt, attention processors, ...), and ``remove`` takes it off again.
+
+Edits compose: apply one, then another, to the same pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import InvalidEditError
+
+MANIFEST = "edit.json"
+TENSORS = "tensors.safetensors"
+KINDS = ("weight_delta", "mask_set", "inference_control")
+FORMAT_VERSION = 1
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import transformers
+
+    from . import __version__
+
+    return {"erasekit": __version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+            "torch": torch.__version__}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Edit:
+    """The result of an erasure method.
+
+    Attributes:
+        kind: one of ``KINDS``.
+        method: the registered method name (``"negprompt"``, ``"erasediff"``, ...).
+        config: the method's config, as a dict (what ``Config(**config)`` rebuilds).
+        base_model: the model id or path the edit was made on.
+        concepts: the erased concept(s).
+        family: the backbone family (``"sd"``, ``"flux"``) the edit applies to.
+        tensors: tensors the edit carries (weight values, masks, adapter weights), saved as safetensors.
+        data: small JSON-able settings the edit needs at apply time (e.g. the negative prompt).
+        notes: free text shown to users (e.g. "reconstructed from the paper's abstract").
+    """
+
+    kind: str
+    method: str
+    config: dict[str, Any]
+    base_model: str
+    concepts: list[str]
+    family: str
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InvalidEditError(f"unknown edit kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+
+    # ------------------------------------------------------------------------------------------- files
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION, "kind": self.kind, "method": self.method, "config": self.config,
+            "base_model": self.base_model, "family": self.family, "concepts": list(self.concepts),
+            "data": self.data, "notes": self.notes, "created": self.created, "versions": _versions(),
+            "tensors": sorted(self.tensors),
+        }
+
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Write the edit folder atomically: a crash leaves either the old folder or the new one, never half."""
+        directory = Path(directory)
+        if directory.exists() and not overwrite:
+            raise FileExistsError(f"{directory} already exists; choose another --out or pass overwrite")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            manifest = self.manifest()
+            if self.tensors:
+                tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.tensors.items()}
+                save_file(tensors, tmp / TENSORS)
+                manifest["sha256"] = {TENSORS: _sha256(tmp / TENSORS)}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Edit:
+        """Read an edit folder, checking that it is complete and that tensors are safetensors only."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise InvalidEditError(f"{directory} is not an edit folder (no such directory)")
+        manifest_path = directory / MANIFEST
+        if not manifest_path.is_file():
+            raise InvalidEditError(f"{directory} has no {MANIFEST}: not an erasekit edit, or a partial one")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as e:
+            raise InvalidEditError(f"{manifest_path} is not valid JSON ({e.msg}); the edit folder is damaged") from e
+        missing = [k for k in ("kind", "method", "config", "base_model", "concepts", "family") if k not in manifest]
+        if missing:
+            raise InvalidEditError(f"{manifest_path} lacks {', '.join(missing)}; the edit folder is damaged")
+        unsafe = sorted(p.name for p in directory.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".pkl"))
+        if unsafe:
+            raise InvalidEditError(
+                f"{directory} holds {', '.join(unsafe)}: erasekit loads weights only from safetensors "
+                "(pickle files can run code); convert them to .safetensors first"
+            )
+        tensors: dict[str, torch.Tensor] = {}
+        expected = manifest.get("tensors") or []
+        if expected:
+            path = directory / TENSORS
+            if not path.is_file():
+                raise InvalidEditError(f"{directory} lacks {TENSORS}, which its manifest lists; the edit is partial")
+            want = (manifest.get("sha256") or {}).get(TENSORS)
+            if want and _sha256(path) != want:
+                raise InvalidEditError(f"{path} does not match the checksum in {MANIFEST}; the file is damaged")
+            tensors = load_file(path)
+            absent = sorted(set(expected) - set(tensors))
+            if absent:
+                raise InvalidEditError(f"{path} lacks tensors {absent[:3]}...; the edit is partial")
+        return cls(kind=manifest["kind"], method=manifest["method"], config=manifest["config"],
+                   base_model=manifest["base_model"], concepts=list(manifest["concepts"]),
+                   family=manifest["family"], tensors=tensors, data=manifest.get("data") or {},
+                   notes=manifest.get("notes", ""), created=manifest.get("created", ""))
+
+    # ------------------------------------------------------------------------------------------- apply
+
+    def apply(self, pipeline):
+        """Apply the edit to ``pipeline`` in place and return it."""
+        from .methods import get_method
+
+        _check_family(self, pipeline)
+        if self.kind == "weight_delta":
+            _apply_weights(pipeline, self.tensors)
+        else:
+            get_method(self.method).apply_edit(self, pipeline)
+        applied = list(getattr(pipeline, "_erasekit_edits", []))
+        applied.append(self.summary())
+        pipeline._erasekit_edits = applied
+        return pipeline
+
+    def remove(self, pipeline):
+        """Take an inference-control or mask edit off ``pipeline`` (weight deltas cannot be removed)."""
+        if self.kind == "weight_delta":
+            raise InvalidEditError("a weight-delta edit changes the weights; reload the base model to undo it")
+        from .methods import get_method
+
+        get_method(self.method).remove_edit(self, pipeline)
+        pipeline._erasekit_edits = [e for e in getattr(pipeline, "_erasekit_edits", []) if e != self.summary()]
+        return pipeline
+
+    def summary(self) -> dict[str, Any]:
+        return {"method": self.method, "kind": self.kind, "concepts": list(self.concepts), "created": self.created}
+
+
+def family_of(pipeline) -> str:
+    name = type(pipeline).__name__
+    if "Flux" in name:
+        return "flux"
+    if "StableDiffusion" in name:
+        return "sd"
+    return name
+
+
+def _check_family(edit: Edit, pipeline) -> None:
+    family = family_of(pipeline)
+    if family != edit.family:
+        raise InvalidEditError(
+            f"this {edit.method} edit was made for a {edit.family} model (base {edit.base_model}); "
+            f"it cannot be applied to a {family} pipeline"
+        )
+
+
+def _apply_weights(pipeline, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy ``component.param`` tensors into the pipeline's modules, checking names and shapes first."""
+    by_component: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        component, _, name = key.partition(".")
+        by_component.setdefault(component, {})[name] = value
+    for component, values in by_component.items():
+        module = getattr(pipeline, component, None)
+        if not isinstance(module, torch.nn.Module):
+            raise InvalidEditError(f"the edit changes '{component}', which this pipeline does not have")
+        params = dict(module.named_parameters())
+        for name, value in values.items():
+            if name not in params:
+                raise InvalidEditError(f"the edit changes {component}.{name}, which this model does not have; "
+                                       "was it made for another model?")
+            if params[name].shape != value.shape:
+                raise InvalidEditError(f"{component}.{name} has shape {tuple(params[name].shape)} here but "
+                                       f"{tuple(value.shape)} in the edit; it was made for another model")
+        with torch.no_grad():
+            for name, value in values.items():
+                params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+def load_edits(directories) -> list[Edit]:
+    return [Edit.load(d) for d in directories or []]
+
+
+def asdict_config(config) -> dict[str, Any]:
+    return asdict(config) if hasattr(config, "__dataclass_fields__") else dict(config)

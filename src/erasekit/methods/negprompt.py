@@ -1,0 +1,52 @@
+"""The negative-prompt baseline: guide away from the target instead of away from the empty prompt.
+
+Classifier-free guidance computes ε(x, ∅) + s·(ε(x, c) − ε(x, ∅)). With the target concept's text in place of
+∅, every step pushes the sample away from the target. No weights change; the Edit is an inference control
+that sets the pipeline's negative prompt. On FLUX it needs true classifier-free guidance (guidance > 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..edits import Edit
+from ..generate import set_call_kwargs
+from .base import EraseRequest, Method, register
+
+
+@dataclass
+class NegPromptConfig:
+    # How several targets become one negative prompt ("star, striped").
+    separator: str = ", "
+
+
+@register
+class NegativePrompt(Method):
+    name = "negprompt"
+    summary = "the target as the negative prompt of classifier-free guidance (inference-time baseline)"
+    kind = "inference_control"
+    families = ("sd", "flux")
+    Config = NegPromptConfig
+
+    def erase(self, backbone, request: EraseRequest, config: NegPromptConfig | None = None) -> Edit:
+        config = config or NegPromptConfig()
+        self.check_family(backbone.family)
+        negative = config.separator.join(request.targets)
+        return Edit(kind=self.kind, method=self.name, config=asdict(config), base_model=backbone.name_or_path,
+                    concepts=list(request.targets), family=backbone.family, data={"negative_prompt": negative})
+
+    def apply_edit(self, edit: Edit, pipeline) -> None:
+        # Several negative-prompt edits compose into one negative prompt naming every concept.
+        negatives = [*getattr(pipeline, _APPLIED, []), edit.data["negative_prompt"]]
+        setattr(pipeline, _APPLIED, negatives)
+        set_call_kwargs(pipeline, negative_prompt=", ".join(negatives))
+
+    def remove_edit(self, edit: Edit, pipeline) -> None:
+        negatives = list(getattr(pipeline, _APPLIED, []))
+        if edit.data["negative_prompt"] in negatives:
+            negatives.remove(edit.data["negative_prompt"])
+        setattr(pipeline, _APPLIED, negatives)
+        set_call_kwargs(pipeline, negative_prompt=", ".join(negatives) or None)
+
+
+_APPLIED = "_erasekit_negative_prompts"

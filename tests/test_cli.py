@@ -1,0 +1,72 @@
+"""The command line: bad input ends with one clear line and a non-zero exit code; the main jobs run."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from erasekit.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("erase", "--model", "no-such-model", "--concept", "star", "--out", "{tmp}/e"), "No model 'no-such-model'"),
+        (("erase", "--method", "nope", "--concept", "star", "--out", "{tmp}/e"), "unknown method 'nope'"),
+        (("erase", "--concept", "dog", "--out", "{tmp}/e"), "'dog' is not a concept of the toy world"),
+        (("erase", "--concept", "star", "--set", "bogus=1", "--out", "{tmp}/e"), "no setting bogus"),
+        (("evaluate", "--concept", "star", "--edit", "{tmp}/missing"), "not an edit folder"),
+        (("evaluate", "--concept", "star", "--suite", "i2p"), "unknown suite"),
+        (("generate", "-p", "a star", "--out", "{tmp}/x.jpg"), "must be a .png"),
+        (("toy", "train", "unicorn", "--out", "{tmp}/w"), "unknown toy model"),
+    ],
+)
+def test_bad_input_fails_with_one_clear_line(tmp_path, args, message):
+    code, output = run(*(a.format(tmp=tmp_path) for a in args))
+    assert code != 0
+    assert message in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "e").exists()
+
+
+def test_pickled_weights_in_an_edit_folder_are_refused(tmp_path):
+    folder = tmp_path / "edit"
+    folder.mkdir()
+    (folder / "edit.json").write_text(json.dumps({"kind": "weight_delta", "method": "esd", "config": {},
+                                                  "base_model": "toy-sd", "concepts": ["star"], "family": "sd"}))
+    (folder / "unet.bin").write_bytes(b"\x80\x04")
+    code, output = run("generate", "-p", "a star", "--edit", str(folder), "--out", str(tmp_path / "x.png"))
+    assert code != 0 and "safetensors" in output
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.toy_weights
+def test_erase_generate_evaluate_with_toy_weights(tmp_path):
+    code, output = run("erase", "--concept", "star", "--out", str(tmp_path / "star"))
+    assert code == 0, output
+    code, output = run("erase", "--concept", "star", "--out", str(tmp_path / "star"))
+    assert code != 0 and "already exists" in output
+    code, output = run("generate", "-p", "a red star", "--edit", str(tmp_path / "star"), "-o", str(tmp_path / "a.png"))
+    assert code == 0, output
+    assert (tmp_path / "a.png").stat().st_size > 100
+    code, output = run("evaluate", "--concept", "star", "--edit", str(tmp_path / "star"), "--json",
+                       str(tmp_path / "r.json"), "--n-target", "3", "--n-synonym", "3", "--n-preserve", "3",
+                       "--n-neighbour", "3")
+    assert code == 0, output
+    metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    for name in ("erasure_rate", "synonym_erasure_rate", "preserve_acc", "preserve_drop", "neighbour_acc", "fd_clf"):
+        assert name in metrics
+
+
+def test_models_and_methods_list():
+    code, output = run("models")
+    assert code == 0 and "toy-sd" in output and "toy-flux" in output
+    code, output = run("methods")
+    assert code == 0 and "negprompt" in output
