@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,10 +60,13 @@ def load_model(model: str | Path, edits: Sequence[str | Path | Edit] = (), devic
 
 def erase(model: str | Path | Backbone, method: str, concepts: Sequence[str], out: str | Path | None = None, *,
           anchor: str | None = None, preserve: Sequence[str] = (), settings: dict[str, Any] | None = None,
-          seed: int = 0, overwrite: bool = False) -> Edit:
-    """Erase ``concepts`` from ``model`` with ``method``; save the Edit to ``out`` when given."""
+          seed: int = 0, overwrite: bool = False, resume: bool = False) -> Edit:
+    """Erase ``concepts`` from ``model`` with ``method``; save the Edit to ``out`` when given.
+
+    Training methods keep checkpoints in ``<out>.work/`` while they run; ``resume`` continues from there after
+    an interruption, and the folder is removed once the Edit is saved.
+    """
     erasure = get_method(method)
-    config = erasure.make_config(settings)
     if out is not None and Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite")
     if str(model) in TOY_MODELS:
@@ -70,11 +74,64 @@ def erase(model: str | Path | Backbone, method: str, concepts: Sequence[str], ou
     backbone = model if isinstance(model, Backbone) else load(model)
     erasure.check_family(backbone.family)
     check_concepts(backbone, list(concepts) + ([anchor] if anchor else []))
-    request = EraseRequest(targets=list(concepts), anchor=anchor, preserve=list(preserve), seed=seed)
+    toy = is_toy(backbone)
+    config = erasure.make_config(settings, toy=toy)
+    workdir = Path(f"{out}.work") if out is not None else None
+    if resume and (workdir is None or not workdir.exists()):
+        raise FileNotFoundError(f"nothing to resume: {workdir} does not exist") if workdir else ValueError(
+            "resume needs an --out folder")
+    request = EraseRequest(targets=list(concepts), anchor=anchor, preserve=list(preserve), seed=seed,
+                           workdir=str(workdir) if workdir else None, resume=resume)
+    if toy:
+        request.prompts = toy_prompts(concepts, seed=seed)
+        request.preserve_prompts = toy_prompts(concepts, seed=seed + 1, without=True)
+        request.anchor_prompts = toy_anchor_prompts(request.prompts, concepts, anchor, seed=seed + 2)
     edit = erasure.erase(backbone, request, config)
     if out is not None:
         edit.save(out, overwrite=overwrite)
+        if workdir is not None and workdir.exists():
+            shutil.rmtree(workdir)
     return edit
+
+
+def toy_anchor_prompts(prompts: Sequence[str], concepts: Sequence[str], anchor: str | None,
+                       seed: int = 0) -> list[str]:
+    """Each prompt with its target word replaced by ``anchor``, or else by another value of the same head."""
+    rng = random.Random(seed)
+    out = []
+    for prompt in prompts:
+        words = prompt.split()
+        for concept in concepts:
+            options = [v for v in world.HEADS[world.concept_head(concept)] if v != concept]
+            swap = anchor if anchor and world.concept_head(anchor) == world.concept_head(concept) else rng.choice(options)
+            words = [swap if w == concept else w for w in words]
+        out.append(" ".join(words))
+    return out
+
+
+def toy_prompts(concepts: Sequence[str], n: int = 64, seed: int = 0, without: bool = False) -> list[str]:
+    """Training-template captions of the toy world that name each concept by its word (or, with ``without``,
+    captions of images that have none of the concepts). Held-out templates are never used."""
+    rng = random.Random(seed)
+    prompts: list[str] = []
+    if without:
+        exclude = {world.concept_head(c): c for c in concepts}
+        while len(prompts) < n:
+            sample = world.random_samples(1, rng)[0]
+            if not any(sample.names[h] == c for h, c in exclude.items()):
+                prompts.append(world.caption(sample, rng))
+        return prompts
+    per = max(1, n // len(concepts))
+    for concept in concepts:
+        head = world.concept_head(concept)
+        made = 0
+        while made < per:
+            sample = world.random_samples(1, rng, fixed={head: concept})[0]
+            text = world.caption(sample, rng, canonical=True)
+            if concept in text.split():
+                prompts.append(text)
+                made += 1
+    return prompts
 
 
 def load_classifier(path: str | Path | None = None) -> ToyClassifier:

@@ -134,23 +134,54 @@ def erase(
     concept: list[str] = typer.Option(..., "--concept", "-c", help="Concept(s) to erase; repeat for several."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the Edit (must not exist)."),
     model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
-    method: str = typer.Option("negprompt", help="Erasure method (see `erasekit methods`)."),
+    method: str = typer.Option("negprompt", help="Erasure method (see `erasekit methods`): negprompt, esd-x, "
+                               "esd-u, erasediff, abo. abo (All-but-One) is reconstructed from the paper's "
+                               "abstract: not the authors' algorithm."),
     anchor: Optional[str] = typer.Option(None, help="Concept the target should become (methods that use one)."),
     preserve: Optional[list[str]] = typer.Option(None, help="Concepts to keep intact (methods that use them)."),
     setting: Optional[list[str]] = typer.Option(None, "--set", help="Method setting key=value; repeat."),
+    lora_rank: Optional[int] = typer.Option(None, help="Train a PEFT LoRA of this rank (fine-tuning methods)."),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
+    resume: bool = typer.Option(False, help="Continue an interrupted training run from <out>.work/."),
 ):
     """Erase concept(s) from a model; writes an Edit folder."""
     from .api import erase as run
 
     start = time.time()
+    settings = _parse_settings(setting)
+    if lora_rank is not None:
+        settings["lora_rank"] = lora_rank
     edit = run(model, method, concept, out_dir, anchor=anchor, preserve=preserve or [],
-               settings=_parse_settings(setting), seed=seed, overwrite=overwrite)
+               settings=settings, seed=seed, overwrite=overwrite, resume=resume)
     out.print(f"erased {', '.join(edit.concepts)} from {model} with {method} ({edit.kind}) in "
               f"{time.time() - start:.1f}s -> {out_dir}")
     if edit.notes:
         out.print(f"note: {edit.notes}")
+
+
+@app.command()
+@_guard
+def export(
+    edit: list[Path] = typer.Option(..., "--edit", help="Weight-delta edit folder(s) to bake in, in order."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the plain diffusers pipeline."),
+    model: str = typer.Option("toy-sd", help="The base model the edits were made on."),
+):
+    """Bake weight edits into a plain diffusers folder (LoRA adapters merged) that needs no erasekit."""
+    from .api import load_model
+    from .edits import Edit, export_pipeline
+    from .errors import InvalidEditError
+
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} already exists; choose another --out")
+    edits = [Edit.load(e) for e in edit]
+    controls = [e.method for e in edits if e.kind != "weight_delta"]
+    if controls:
+        raise InvalidEditError(f"{', '.join(controls)} edits act at inference time and cannot be baked into "
+                               "weights; apply them with `erasekit generate --edit` instead")
+    backbone = load_model(model, edits, device="cpu")
+    export_pipeline(backbone.pipeline, out_dir)
+    out.print(f"wrote {out_dir}: a plain diffusers pipeline with {len(edits)} edit(s) baked in")
 
 
 # --------------------------------------------------------------------------------------------- evaluate

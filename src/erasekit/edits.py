@@ -163,6 +163,8 @@ class Edit:
 
         _check_family(self, pipeline)
         if self.kind == "weight_delta":
+            if self.data.get("lora"):
+                _add_lora(pipeline, self)
             _apply_weights(pipeline, self.tensors)
         else:
             get_method(self.method).apply_edit(self, pipeline)
@@ -224,6 +226,39 @@ def _apply_weights(pipeline, tensors: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for name, value in values.items():
                 params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+def _add_lora(pipeline, edit: Edit) -> None:
+    """Give the edited component a PEFT LoRA adapter of the edit's shape; its values come with the tensors."""
+    from peft import LoraConfig
+
+    components = {key.split(".", 1)[0] for key in edit.tensors}
+    for component in components:
+        module = getattr(pipeline, component)
+        name = f"erasekit_{len(getattr(module, 'peft_config', {}) or {})}"
+        module.add_adapter(LoraConfig(**edit.data["lora"]), adapter_name=name)
+        # Tensors were saved under the adapter name of the training run; map them onto this one.
+        edit.tensors = {k.replace(".erasekit.", f".{name}.") if k.startswith(component + ".") else k: v
+                        for k, v in edit.tensors.items()}
+
+
+def export_pipeline(pipeline, out_dir: str | Path) -> Path:
+    """Save ``pipeline`` (with weight edits applied, LoRA adapters merged) as a plain diffusers folder."""
+    for component in ("unet", "transformer"):
+        module = getattr(pipeline, component, None)
+        if module is not None and getattr(module, "peft_config", None):
+            module.fuse_lora(lora_scale=1.0)
+            module.unload_lora()
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
 
 
 def load_edits(directories) -> list[Edit]:

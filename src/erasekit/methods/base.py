@@ -19,6 +19,11 @@ class EraseRequest:
         preserve: concepts that must survive untouched (used by methods with a keep/remain set).
         templates: prompt templates with a ``{}`` slot for the concept, for methods that train on prompts.
         seed: the seed every random choice of the method derives from.
+        prompts: prompts that show the target, for methods that train on prompts (default: from templates).
+        preserve_prompts: prompts without the target, for methods with a keep/remain set.
+        anchor_prompts: one per target prompt, the same prompt with the target replaced by the anchor (or
+            another concept): the "mismatched" or "alternative" prompts some methods need.
+        workdir: where a training method keeps checkpoints; ``resume`` continues from them.
     """
 
     targets: list[str]
@@ -26,6 +31,40 @@ class EraseRequest:
     preserve: list[str] = field(default_factory=list)
     templates: list[str] | None = None
     seed: int = 0
+    prompts: list[str] | None = None
+    preserve_prompts: list[str] | None = None
+    anchor_prompts: list[str] | None = None
+    workdir: str | None = None
+    resume: bool = False
+
+    def target_prompts(self) -> list[str]:
+        """The prompts showing the target: given ones, or the templates filled with each target."""
+        if self.prompts:
+            return list(self.prompts)
+        templates = self.templates or DEFAULT_TEMPLATES
+        return [t.format(target) for target in self.targets for t in templates]
+
+    def paired_anchor_prompts(self, fallback: str) -> list[str]:
+        """A prompt per target prompt in which the target is replaced by the anchor, or ``fallback``."""
+        prompts = self.target_prompts()
+        if self.anchor_prompts:
+            if len(self.anchor_prompts) != len(prompts):
+                raise ValueError("anchor_prompts must pair one-to-one with the target prompts")
+            return list(self.anchor_prompts)
+        if self.anchor:
+            out = []
+            for p in prompts:
+                for target in self.targets:
+                    p = p.replace(target, self.anchor)
+                out.append(p)
+            return out
+        return [fallback] * len(prompts)
+
+    def keep_prompts(self) -> list[str]:
+        if self.preserve_prompts:
+            return list(self.preserve_prompts)
+        templates = self.templates or DEFAULT_TEMPLATES
+        return [t.format(p) for p in self.preserve for t in templates]
 
     def __post_init__(self):
         if isinstance(self.targets, str):
@@ -35,6 +74,9 @@ class EraseRequest:
             raise ValueError("an erase request needs at least one non-empty target concept")
         if self.anchor is not None and self.anchor.strip() in self.targets:
             raise ValueError(f"the anchor concept '{self.anchor}' is also a target; choose a different anchor")
+
+
+DEFAULT_TEMPLATES = ("{}", "a photo of {}", "a painting of {}", "an image of {}")
 
 
 class Method:
@@ -63,14 +105,24 @@ class Method:
     def remove_edit(self, edit: Edit, pipeline) -> None:
         raise NotImplementedError(f"method '{self.name}' cannot remove its edits")
 
-    def make_config(self, overrides: dict[str, Any] | None = None):
-        """The method's Config with ``overrides`` applied; unknown keys are an error, never ignored."""
+    def make_config(self, overrides: dict[str, Any] | None = None, toy: bool = False):
+        """The method's Config with ``overrides`` applied; unknown keys are an error, never ignored.
+
+        ``toy`` starts from the Config's ``toy_defaults()`` (settings for the toy world) where it has them.
+        """
         fields = getattr(self.Config, "__dataclass_fields__", {})
         unknown = sorted(set(overrides or {}) - set(fields))
         if unknown:
             raise ValueError(f"method '{self.name}' has no setting {', '.join(unknown)}; "
                              f"its settings are {', '.join(fields) or '(none)'}")
-        return self.Config(**(overrides or {}))
+        overrides = self.default_overrides() | dict(overrides or {})
+        if toy and hasattr(self.Config, "toy_defaults"):
+            return self.Config.toy_defaults(**overrides)
+        return self.Config(**overrides)
+
+    def default_overrides(self) -> dict[str, Any]:
+        """Settings a registered variant fixes by default (e.g. the module group of esd-u)."""
+        return {}
 
 
 _REGISTRY: dict[str, Method] = {}

@@ -1,0 +1,115 @@
+"""ESD — Erasing Concepts from Diffusion Models (Gandikota et al., ICCV 2023): the standard baseline.
+
+The fine-tuned model's prediction for the concept is pulled toward negative guidance away from it:
+
+    ε_θ(x_t, c)  →  ε*(x_t, ∅) − η · (ε*(x_t, c) − ε*(x_t, ∅))
+
+with ε* the frozen model. x_t comes from the model's own sampling trajectory for the concept prompt, stopped at
+a random step (as in the released code, the trajectory uses the model being trained). ``esd-x`` trains the
+cross-attention (for styles and objects), ``esd-u`` everything else (for broad concepts such as nudity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..edits import Edit
+from ..training import FineTuner, FineTuneSettings
+from .base import EraseRequest, Method, register
+
+
+@dataclass
+class ESDConfig(FineTuneSettings):
+    """Paper defaults: lr 1e-5, 1000 iterations, batch 1, η = 1, DDIM 50 steps, trajectory guidance 3.
+
+    ``toy_defaults()`` holds the settings used on the toy world (README results table).
+    """
+
+    train_method: str = "xattn"
+    lr: float = 1e-5
+    steps: int = 1000
+    batch_size: int = 1
+    negative_guidance: float = 1.0  # η
+    sample_steps: int = 50  # DDIM steps of the trajectory x_t is drawn from
+    sample_guidance: float = 3.0
+
+    @classmethod
+    def toy_defaults(cls, **overrides) -> ESDConfig:
+        base = dict(lr=1e-4, steps=200, batch_size=4, sample_steps=10)
+        return cls(**(base | overrides))
+
+
+def sample_partial_trajectory(backbone, tuner: FineTuner, cond, uncond, steps: int, guidance: float,
+                              batch_size: int, max_index: int | None = None):
+    """Run the sampler (current weights, no grad) from fresh noise to a random step; return (x_t, t)."""
+    stop = int(torch.randint(0, max_index or steps, (1,), generator=tuner.generator))
+    state = backbone.prepare(batch_size, generator=tuner.generator, num_inference_steps=steps)
+    with torch.no_grad():
+        for _ in range(stop):
+            state = backbone.step(state, cond, uncond, guidance)
+    t = state.timesteps[stop]
+    return state.latents.detach(), t
+
+
+def esd_loss(student: torch.Tensor, teacher_cond: torch.Tensor, teacher_uncond: torch.Tensor, eta: float) -> torch.Tensor:
+    """ESD's objective as a pure function of the three predictions."""
+    target = teacher_uncond - eta * (teacher_cond - teacher_uncond)
+    return F.mse_loss(student, target)
+
+
+class _ESDBase(Method):
+    kind = "weight_delta"
+    families = ("sd",)
+    Config = ESDConfig
+    default_train_method = "xattn"
+
+    def default_overrides(self):
+        return {"train_method": self.default_train_method}
+
+    def erase(self, backbone, request: EraseRequest, config: ESDConfig | None = None) -> Edit:
+        self.check_family(backbone.family)
+        config = config or self.make_config()
+        prompts = request.target_prompts()
+        tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume)
+        with torch.no_grad():
+            uncond = backbone.encode([""])
+
+        def train_step(t: FineTuner) -> dict:
+            batch = [prompts[int(i)] for i in t.randint(len(prompts), (config.batch_size,))]
+            with torch.no_grad():
+                cond = backbone.encode(batch)
+            x_t, step_t = sample_partial_trajectory(backbone, t, cond, uncond, config.sample_steps,
+                                                    config.sample_guidance, config.batch_size)
+            e0 = t.teacher_predict(x_t, step_t, uncond)
+            ep = t.teacher_predict(x_t, step_t, cond)
+            loss = esd_loss(t.predict(x_t, step_t, cond), ep, e0, config.negative_guidance)
+            t.backward(loss)
+            return {"loss": loss.detach()}
+
+        tuner.run(train_step, f"{self.name}: {', '.join(request.targets)}")
+        backbone.denoiser.requires_grad_(False)
+        return tuner.make_edit()
+
+
+@register
+class ESDX(_ESDBase):
+    name = "esd-x"
+    summary = "ESD on cross-attention: negative guidance toward the unconditional prediction (baseline)"
+    default_train_method = "xattn"
+
+
+@register
+class ESDU(_ESDBase):
+    name = "esd-u"
+    summary = "ESD on everything but cross-attention (baseline, for broad concepts)"
+    default_train_method = "noxattn"
+
+
+@register
+class ESD(_ESDBase):
+    name = "esd"
+    summary = "ESD with the group chosen by train_method (default cross-attention)"
+    default_train_method = "xattn"

@@ -1,0 +1,296 @@
+"""The fine-tuning engine shared by every weight-changing method (EraseDiff, All-but-One, ESD).
+
+What it owns, so that methods only write their loss:
+
+* which parameters train: a module group of the backbone (``xattn``, ``noxattn``, ``full``) or a PEFT LoRA on
+  the group's linear layers;
+* the frozen teacher: the *same* denoiser called with the original values of the trained tensors swapped in
+  (``torch.func.functional_call``), or with the LoRA adapters disabled, instead of a second full copy;
+* accelerate for device placement and mixed precision; optional gradient checkpointing;
+* a seeded generator for every random draw of the method, saved in checkpoints so that a resumed run continues
+  exactly as an uninterrupted one;
+* periodic checkpoints (safetensors + JSON, never pickle), ``resume``, and a NaN guard that stops the run and
+  keeps the last good checkpoint;
+* the progress bar and the result: a weight-delta (or LoRA) Edit of the changed tensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..edits import Edit
+from ..errors import ErasekitError
+from ..progress import progress_bar
+
+
+class TrainingDivergedError(ErasekitError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ResumeMismatchError(ErasekitError):
+    """A resume folder belongs to another method, model or configuration."""
+
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+class _Teacher(nn.Module):
+    """Calls the student module with the original values of the trained tensors: the frozen model, for free."""
+
+    def __init__(self, student: nn.Module, originals: dict[str, torch.Tensor] | None, lora: bool):
+        super().__init__()
+        self._student = [student]  # a list, so the student is not registered as a submodule
+        self._originals = originals
+        self._lora = lora
+
+    def forward(self, *args, **kwargs):
+        student = self._student[0]
+        with torch.no_grad():
+            if self._lora:
+                student.disable_adapters()
+                try:
+                    return student(*args, **kwargs)
+                finally:
+                    student.enable_adapters()
+            return torch.func.functional_call(student, self._originals, args, kwargs, strict=False)
+
+
+class FineTuner:
+    """Train a backbone's denoiser for a method.
+
+    Args:
+        backbone: the model to edit (its denoiser is trained in place).
+        method: the method's registered name (goes into checkpoints and the Edit).
+        config: the method's Config dataclass; it must have ``train_method``, ``lr``, ``steps``, ``lora_rank``,
+            ``gradient_checkpointing``, ``mixed_precision``, ``checkpoint_every`` and ``seed`` fields.
+        concepts: the erased concepts (for the Edit).
+        workdir: where checkpoints go (``<workdir>/checkpoint``); ``None`` keeps none.
+        resume: continue from ``<workdir>/checkpoint`` when it exists.
+    """
+
+    def __init__(self, backbone, method: str, config, concepts: list[str], workdir: str | Path | None = None,
+                 resume: bool = False):
+        from accelerate import Accelerator
+
+        self.backbone = backbone
+        self.method = method
+        self.config = config
+        self.concepts = list(concepts)
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.step = 0
+        if config.lora_rank is not None and config.lora_rank <= 0:
+            raise ValueError(f"lora_rank must be a positive integer, got {config.lora_rank}")
+        groups = backbone.module_groups()
+        if config.train_method not in groups:
+            raise ValueError(f"train_method '{config.train_method}' is not a module group; "
+                             f"choose one of {', '.join(groups)}")
+
+        denoiser = backbone.denoiser
+        # Nothing trains but the chosen tensors (text encoders and VAE included).
+        for component in backbone.pipeline.components.values():
+            if isinstance(component, nn.Module):
+                component.requires_grad_(False)
+        self.lora = config.lora_rank is not None
+        if self.lora:
+            self._add_lora(denoiser, groups[config.train_method])
+            self.trainable = {n: p for n, p in denoiser.named_parameters() if "lora_" in n}
+            for p in self.trainable.values():
+                p.requires_grad_(True)
+            originals = None
+        else:
+            names = set(groups[config.train_method])
+            self.trainable = {n: p for n, p in denoiser.named_parameters() if n in names}
+            for p in self.trainable.values():
+                p.requires_grad_(True)
+            originals = {n: p.detach().clone() for n, p in self.trainable.items()}
+        if not self.trainable:
+            raise ValueError(f"module group '{config.train_method}' has no parameters in this model")
+        self.originals = originals
+        if config.gradient_checkpointing:
+            denoiser.enable_gradient_checkpointing()
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                                       cpu=backbone.device.type == "cpu")
+        self.optimizer = torch.optim.Adam(list(self.trainable.values()), lr=config.lr)
+        self.student, self.optimizer = self.accelerator.prepare(denoiser, self.optimizer)
+        self.teacher = _Teacher(denoiser, originals, self.lora)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.rng = random.Random(config.seed)
+        torch.manual_seed(config.seed)
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------------------------------ predictions
+
+    def predict(self, latents, t, cond) -> torch.Tensor:
+        """The student's prediction (under autograd, in the configured precision)."""
+        with self.accelerator.autocast():
+            return self.backbone.predict(latents, t, cond, denoiser=self.student).float()
+
+    @torch.no_grad()
+    def teacher_predict(self, latents, t, cond) -> torch.Tensor:
+        """The original model's prediction, without a second copy of the weights."""
+        with self.accelerator.autocast():
+            return self.backbone.predict(latents, t, cond, denoiser=self.teacher).float()
+
+    def randn(self, *shape) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.generator).to(self.backbone.device)
+
+    def rand(self, *shape) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.generator).to(self.backbone.device)
+
+    def randint(self, high: int, shape) -> torch.Tensor:
+        return torch.randint(0, high, shape, generator=self.generator).to(self.backbone.device)
+
+    # ----------------------------------------------------------------------------------------------- loop
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(loss)
+
+    def run(self, train_step: Callable[[FineTuner], dict[str, float]], description: str | None = None) -> dict:
+        """Call ``train_step(self)`` until ``config.steps``; it computes gradients and returns its logs.
+
+        The engine zeroes gradients before, checks the loss for NaN, clips and steps the optimizer after, and
+        writes checkpoints every ``config.checkpoint_every`` steps and at the end.
+        """
+        cfg = self.config
+        start, logs = time.time(), {}
+        with progress_bar(description or self.method, total=cfg.steps) as bar:
+            bar.update(self.step)
+            while self.step < cfg.steps:
+                self.optimizer.zero_grad(set_to_none=True)
+                logs = train_step(self)
+                if not all(math.isfinite(float(v)) for v in logs.values()):
+                    where = f"; the last good checkpoint is in {self._ckpt_dir()}" if self.workdir else ""
+                    raise TrainingDivergedError(
+                        f"{self.method}: loss became {logs} at step {self.step + 1}{where}; lower the learning rate"
+                    )
+                if getattr(cfg, "max_grad_norm", None):
+                    torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.step += 1
+                bar.update(self.step, **{k: float(v) for k, v in logs.items()})
+                if self.workdir is not None and cfg.checkpoint_every and (
+                        self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
+                    self.save_checkpoint()
+        return {"steps": self.step, "seconds": round(time.time() - start, 1),
+                "final": {k: float(v) for k, v in logs.items()}}
+
+    # -------------------------------------------------------------------------------------------- results
+
+    def changed_tensors(self) -> dict[str, torch.Tensor]:
+        """Trained tensors, keyed ``<component>.<name>`` as ``Edit`` stores them."""
+        component = "unet" if self.backbone.family == "sd" else "transformer"
+        return {f"{component}.{n}": p.detach().float().cpu().clone() for n, p in self.trainable.items()}
+
+    def make_edit(self, notes: str = "", data: dict | None = None) -> Edit:
+        data = dict(data or {})
+        if self.lora:
+            data["lora"] = self._lora_config
+        return Edit(kind="weight_delta", method=self.method, config=asdict(self.config),
+                    base_model=str(self.backbone.name_or_path), concepts=self.concepts,
+                    family=self.backbone.family, tensors=self.changed_tensors(), data=data, notes=notes)
+
+    # ------------------------------------------------------------------------------------------------ LoRA
+
+    def _add_lora(self, denoiser: nn.Module, param_names: list[str]) -> None:
+        from peft import LoraConfig
+
+        wanted = {n.rsplit(".", 1)[0] for n in param_names}
+        modules = sorted(n for n, m in denoiser.named_modules() if n in wanted and isinstance(m, nn.Linear))
+        if not modules:
+            raise ValueError(f"module group '{self.config.train_method}' has no linear layers for LoRA")
+        rank = self.config.lora_rank
+        self._lora_config = {"r": rank, "lora_alpha": rank, "target_modules": modules, "init_lora_weights": True}
+        torch.manual_seed(self.config.seed)
+        denoiser.add_adapter(LoraConfig(**self._lora_config), adapter_name="erasekit")
+
+    # ----------------------------------------------------------------------------------------- checkpoints
+
+    def _ckpt_dir(self) -> Path:
+        return self.workdir / CHECKPOINT_DIR
+
+    def _identity(self) -> dict[str, Any]:
+        return {"method": self.method, "model": str(self.backbone.name_or_path), "config": asdict(self.config)}
+
+    def save_checkpoint(self) -> Path:
+        """Write the trained tensors, optimizer moments and RNG states atomically."""
+        target = self._ckpt_dir()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=target.parent))
+        try:
+            tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in self.trainable.items()}
+            names = list(self.trainable)
+            scalars: dict[str, Any] = {}
+            for index, state in self.optimizer.state_dict()["state"].items():
+                for key, value in state.items():
+                    if torch.is_tensor(value) and value.dim() > 0:
+                        tensors[f"optim/{names[index]}/{key}"] = value.detach().cpu().contiguous()
+                    else:
+                        scalars[f"{names[index]}/{key}"] = float(value)
+            tensors["rng/generator"] = self.generator.get_state()
+            tensors["rng/torch"] = torch.get_rng_state()
+            save_file(tensors, tmp / "state.safetensors")
+            meta = self._identity() | {"step": self.step, "optimizer_scalars": scalars,
+                                       "python_rng": _encode_py_rng(self.rng.getstate())}
+            (tmp / "trainer.json").write_text(json.dumps(meta, indent=1, default=str))
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    def _resume(self) -> None:
+        folder = self._ckpt_dir() if self.workdir else None
+        if folder is None or not (folder / "trainer.json").is_file():
+            return
+        meta = json.loads((folder / "trainer.json").read_text())
+        mine = json.loads(json.dumps(self._identity(), default=str))
+        for key in ("method", "model", "config"):
+            if meta.get(key) != mine[key]:
+                raise ResumeMismatchError(
+                    f"{folder} was written by a {meta.get('method')} run on {meta.get('model')} with other settings "
+                    f"({key} differs); use a new --out folder or the same method, model and settings"
+                )
+        tensors = load_file(folder / "state.safetensors")
+        names = list(self.trainable)
+        with torch.no_grad():
+            for n, p in self.trainable.items():
+                p.copy_(tensors[f"param/{n}"].to(p.device, p.dtype))
+        state = {"state": {}, "param_groups": self.optimizer.state_dict()["param_groups"]}
+        for index, n in enumerate(names):
+            entry = {k.rsplit("/", 1)[1]: v.to(self.backbone.device) for k, v in tensors.items()
+                     if k.startswith(f"optim/{n}/")}
+            for key, value in meta["optimizer_scalars"].items():
+                if key.rsplit("/", 1)[0] == n:
+                    entry[key.rsplit("/", 1)[1]] = torch.tensor(value)
+            if entry:
+                state["state"][index] = entry
+        self.optimizer.load_state_dict(state)
+        self.generator.set_state(tensors["rng/generator"])
+        torch.set_rng_state(tensors["rng/torch"])
+        self.rng.setstate(_decode_py_rng(meta["python_rng"]))
+        self.step = int(meta["step"])
+
+
+def _encode_py_rng(state) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _decode_py_rng(state) -> tuple:
+    return (state[0], tuple(state[1]), state[2])

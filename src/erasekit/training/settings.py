@@ -1,0 +1,22 @@
+"""Settings every fine-tuning method shares; each method's Config extends them with its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class FineTuneSettings:
+    # Which denoiser parameters train: a module group ("xattn", "noxattn", "full").
+    train_method: str = "xattn"
+    lr: float = 1e-5
+    steps: int = 1000
+    batch_size: int = 1
+    # A PEFT LoRA of this rank on the group's linear layers instead of the full tensors.
+    lora_rank: int | None = None
+    gradient_checkpointing: bool = False
+    # "no", "fp16" or "bf16" (accelerate); CPU runs stay in fp32.
+    mixed_precision: str = "no"
+    max_grad_norm: float | None = 1.0
+    checkpoint_every: int = 50
+    seed: int = 0
