@@ -7,7 +7,6 @@ Each model is written as soon as it is trained. With --minutes, the step counts 
 """
 
 import argparse
-import shutil
 import subprocess
 import sys
 import time

@@ -2,6 +2,8 @@
 
 import json
 
+import torch
+
 import pytest
 from typer.testing import CliRunner
 
@@ -70,3 +72,52 @@ def test_models_and_methods_list():
     assert code == 0 and "toy-sd" in output and "toy-flux" in output
     code, output = run("methods")
     assert code == 0 and "negprompt" in output
+
+
+@pytest.fixture
+def tiny_sd_folder(tmp_path):
+    from erasekit.toy.pipelines import tiny_sd_pipeline
+
+    folder = tmp_path / "tiny-sd"
+    tiny_sd_pipeline().save_pretrained(folder)
+    return folder
+
+
+def test_erase_resume_and_export_on_a_local_folder(tiny_sd_folder, tmp_path):
+    from erasekit.models import load
+
+    out = tmp_path / "star"
+    base = ["erase", "--model", str(tiny_sd_folder), "--method", "esd-x", "--concept", "star", "--out", str(out),
+            "--set", "sample_steps=2", "--set", "batch_size=1", "--set", "checkpoint_every=1"]
+    code, output = run(*base, "--set", "steps=2")
+    assert code == 0, output
+    assert not (tmp_path / "star.work").exists()  # checkpoints are cleared once the edit is saved
+    code, output = run(*base, "--set", "steps=2", "--resume", "--overwrite")
+    assert code != 0 and "nothing to resume" in output
+    code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "esd-x", "--concept", "star",
+                       "--out", str(tmp_path / "bad"), "--lora-rank", "0")
+    assert code != 0 and "lora_rank" in output
+    code, output = run("export", "--model", str(tiny_sd_folder), "--edit", str(out), "--out", str(tmp_path / "exp"))
+    assert code == 0, output
+    exported = load(tmp_path / "exp", device="cpu")
+    edited = load(tiny_sd_folder, device="cpu")
+    from erasekit.edits import Edit
+
+    Edit.load(out).apply(edited.pipeline)
+    for (name, a), (_, b) in zip(exported.denoiser.named_parameters(), edited.denoiser.named_parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_export_refuses_inference_controls(tiny_sd_folder, tmp_path):
+    code, output = run("erase", "--model", str(tiny_sd_folder), "--concept", "star", "--out", str(tmp_path / "neg"))
+    assert code == 0, output
+    code, output = run("export", "--model", str(tiny_sd_folder), "--edit", str(tmp_path / "neg"), "--out",
+                       str(tmp_path / "exp"))
+    assert code != 0 and "cannot be baked" in output
+    assert not (tmp_path / "exp").exists()
+
+
+def test_anchor_equal_to_target_is_refused(tiny_sd_folder, tmp_path):
+    code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "abo", "--concept", "star",
+                       "--anchor", "star", "--out", str(tmp_path / "x"))
+    assert code != 0 and "anchor" in output

@@ -10,16 +10,15 @@ Everything here is usable from Python too::
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write_text
 from .edits import Edit
 from .errors import ModelNotFoundError, UnknownConceptError
 from .eval import ToySuiteConfig, ToySuiteResult, run_toy_suite
@@ -78,8 +77,7 @@ def erase(model: str | Path | Backbone, method: str, concepts: Sequence[str], ou
     config = erasure.make_config(settings, toy=toy)
     workdir = Path(f"{out}.work") if out is not None else None
     if resume and (workdir is None or not workdir.exists()):
-        raise FileNotFoundError(f"nothing to resume: {workdir} does not exist") if workdir else ValueError(
-            "resume needs an --out folder")
+        raise ValueError(f"nothing to resume: {workdir} does not exist" if workdir else "resume needs an --out folder")
     request = EraseRequest(targets=list(concepts), anchor=anchor, preserve=list(preserve), seed=seed,
                            workdir=str(workdir) if workdir else None, resume=resume)
     if toy:
@@ -170,17 +168,7 @@ def evaluate_toy(model: str | Path, concept: str, edits: Sequence[str | Path | E
 
 def write_json(path: str | Path, payload: Any) -> Path:
     """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=2, default=str))
 
 
 def toy_quality(models: Sequence[str] = TOY_MODELS, n: int = 300, steps: int = 25, seed: int = 1234,

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_directory
 from .errors import InvalidEditError
 
 MANIFEST = "edit.json"
@@ -98,21 +96,13 @@ class Edit:
         directory = Path(directory)
         if directory.exists() and not overwrite:
             raise FileExistsError(f"{directory} already exists; choose another --out or pass overwrite")
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_directory(directory) as tmp:
             manifest = self.manifest()
             if self.tensors:
                 tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.tensors.items()}
                 save_file(tensors, tmp / TENSORS)
                 manifest["sha256"] = {TENSORS: _sha256(tmp / TENSORS)}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod
@@ -249,15 +239,8 @@ def export_pipeline(pipeline, out_dir: str | Path) -> Path:
         if module is not None and getattr(module, "peft_config", None):
             module.fuse_lora(lora_scale=1.0)
             module.unload_lora()
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         pipeline.save_pretrained(tmp, safe_serialization=True)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

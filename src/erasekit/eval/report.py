@@ -7,19 +7,19 @@ A report is meant to be mailed, attached to an issue or archived next to an edit
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..atomic import atomic_write_text
 from PIL import Image
 
 # Metrics shown in the main table, in this order, when present; any others go in the "all metrics" table.
@@ -165,24 +165,6 @@ def _image_row(label: str, images: torch.Tensor | None, captions: Sequence[str])
     return f'<div class="row-label">{_esc(label)}</div><div class="images">{"".join(figures)}</div>'
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # Write next to the destination and rename: a crash or a full disk leaves the old page (or none), never a
-    # truncated one.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates the file private; a report is meant to be read
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_html_report(
     path: str | os.PathLike,
     title: str,
@@ -235,5 +217,5 @@ def write_html_report(
         parts.append(_image_row("after", after, list(prompts)))
     parts.append("</body></html>\n")
 
-    _write_atomic(path, "\n".join(parts))
+    atomic_write_text(path, "\n".join(parts))
     return path

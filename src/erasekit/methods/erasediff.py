@@ -142,7 +142,7 @@ class EraseDiff(Method):
             losses = []
             for _ in range(config.inner_steps):
                 loss = forget_loss(t, b_f)
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 if config.mode == "reference":  # the released code: the shared Adam optimizer
                     t.optimizer.zero_grad(set_to_none=True)
                     t.backward(loss)

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -32,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..atomic import atomic_directory
 from ..edits import Edit
 from ..errors import ErasekitError
 from ..progress import progress_bar
@@ -186,8 +184,9 @@ class FineTuner:
                 if self.workdir is not None and cfg.checkpoint_every and (
                         self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
                     self.save_checkpoint()
-        return {"steps": self.step, "seconds": round(time.time() - start, 1),
-                "final": {k: float(v) for k, v in logs.items()}}
+        self.last_run = {"steps": self.step, "seconds": round(time.time() - start, 2),
+                         "final": {k: float(v) for k, v in logs.items()}}
+        return self.last_run
 
     # -------------------------------------------------------------------------------------------- results
 
@@ -198,6 +197,7 @@ class FineTuner:
 
     def make_edit(self, notes: str = "", data: dict | None = None) -> Edit:
         data = dict(data or {})
+        data["training"] = getattr(self, "last_run", None)
         if self.lora:
             data["lora"] = self._lora_config
         return Edit(kind="weight_delta", method=self.method, config=asdict(self.config),
@@ -229,9 +229,7 @@ class FineTuner:
     def save_checkpoint(self) -> Path:
         """Write the trained tensors, optimizer moments and RNG states atomically."""
         target = self._ckpt_dir()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=target.parent))
-        try:
+        with atomic_directory(target) as tmp:
             tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in self.trainable.items()}
             names = list(self.trainable)
             scalars: dict[str, Any] = {}
@@ -247,12 +245,6 @@ class FineTuner:
             meta = self._identity() | {"step": self.step, "optimizer_scalars": scalars,
                                        "python_rng": _encode_py_rng(self.rng.getstate())}
             (tmp / "trainer.json").write_text(json.dumps(meta, indent=1, default=str))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     def _resume(self) -> None:
