@@ -121,3 +121,12 @@ def test_anchor_equal_to_target_is_refused(tiny_sd_folder, tmp_path):
     code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "abo", "--concept", "star",
                        "--anchor", "star", "--out", str(tmp_path / "x"))
     assert code != 0 and "anchor" in output
+
+
+@pytest.mark.toy_weights
+def test_demo_writes_a_report(tmp_path):
+    code, output = run("demo", "--out", str(tmp_path / "demo"), "--method", "negprompt", "--n", "2")
+    assert code == 0, output
+    html = (tmp_path / "demo" / "report.html").read_text()
+    assert "erasure_rate" in html and "data:image/png;base64" in html
+    assert json.loads((tmp_path / "demo" / "results.json").read_text())["method"] == "negprompt"

@@ -21,8 +21,9 @@ app.add_typer(toy_app, name="toy")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-# Methods the demo prefers, best first; the first one that is registered and supports the model is used.
-DEMO_PREFERENCE = ("erasediff", "abo", "esd", "gie", "negprompt")
+# Methods the demo prefers, best first by their toy-world results (README); the first one that is registered
+# and supports the model is used.
+DEMO_PREFERENCE = ("abo", "erasediff", "esd-x", "negprompt")
 
 
 def _fail(message: str, code: int = 2):
@@ -222,7 +223,8 @@ def evaluate(
 def demo(
     out_dir: Path = typer.Option(Path("demo-report"), "--out", "-o"),
     concept: str = typer.Option("star"),
-    n: int = typer.Option(48, help="Prompts per group of the toy suite (the full suite uses 90-180)."),
+    n: int = typer.Option(32, help="Prompts per group of the toy suite (the full suite uses 90-180)."),
+    method: Optional[str] = typer.Option(None, help="Method to use (default: the best available)."),
 ):
     """Erase a concept from toy-sd with the best available method, evaluate it, write an HTML report."""
     from .api import erase as run_erase
@@ -234,10 +236,12 @@ def demo(
     start = time.time()
     backbone = load("toy-sd")
     registered = available_methods()
-    method = next(m for m in DEMO_PREFERENCE if m in registered and "sd" in registered[m].families)
+    method = method or next(m for m in DEMO_PREFERENCE if m in registered and "sd" in registered[m].families)
     out.print(f"[bold]erasekit demo[/]: erasing '{concept}' from toy-sd with {method}")
     edit_dir = out_dir / f"edit-{method}-{concept}"
     edit = run_erase(backbone, method, [concept], edit_dir, overwrite=True)
+    if edit.notes:
+        out.print(f"note: {edit.notes}")
     config = ToySuiteConfig(concept=concept, n_target=n, n_synonym=n, n_preserve=n, n_neighbour=n // 2)
     result = evaluate_toy("toy-sd", concept, [edit], config)
     payload = result.to_json() | {"model": "toy-sd", "method": method}
@@ -248,8 +252,9 @@ def demo(
         base_images, edited_images, captions = result.images["base"], result.images["edited"], result.image_prompts
         grids = [(f"prompts naming '{concept}'", base_images[:k], edited_images[:k], captions[:k]),
                  ("prompts without it", base_images[k:], edited_images[k:], captions[k:])]
+    provenance = _provenance("toy-sd", method, config) | ({"note": edit.notes} if edit.notes else {})
     report = write_html_report(out_dir / "report.html", f"erasekit demo: '{concept}' erased from toy-sd with {method}",
-                               [payload], grids, provenance=_provenance("toy-sd", method, config))
+                               [payload], grids, provenance=provenance)
     out.print(result.table())
     out.print(f"report: {report}   ({time.time() - start:.0f}s)")
 

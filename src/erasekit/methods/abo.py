@@ -50,7 +50,7 @@ class ABOConfig(FineTuneSettings):
 
     @classmethod
     def toy_defaults(cls, **overrides) -> ABOConfig:
-        base = dict(lr=3e-4, steps=150, batch_size=8, keep_weight=1.0, trajectories=48, sample_steps=10)
+        base = dict(lr=3e-4, steps=300, batch_size=8, keep_weight=5.0, trajectories=48, sample_steps=10)
         return cls(**(base | overrides))
 
 
