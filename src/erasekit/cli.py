@@ -223,7 +223,7 @@ def evaluate(
 def demo(
     out_dir: Path = typer.Option(Path("demo-report"), "--out", "-o"),
     concept: str = typer.Option("star"),
-    n: int = typer.Option(32, help="Prompts per group of the toy suite (the full suite uses 90-180)."),
+    n: int = typer.Option(24, help="Prompts per group of the toy suite (the full suite uses 90-180)."),
     method: Optional[str] = typer.Option(None, help="Method to use (default: the best available)."),
 ):
     """Erase a concept from toy-sd with the best available method, evaluate it, write an HTML report."""
