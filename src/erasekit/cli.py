@@ -284,23 +284,15 @@ def toy_train(
     seed: int = typer.Option(0),
 ):
     """Train a toy model from scratch on the toy world (seeded)."""
-    from dataclasses import replace
-
     from diffusers import AutoencoderKL
 
     from .models import toy_weights_dir
     from .toy import train as T
 
     root = out_dir or toy_weights_dir()
-    defaults = {
-        "classifier": T.TrainConfig(steps=1500, batch_size=128, lr=2e-3, caption_dropout=0.0),
-        "vae": T.TrainConfig(steps=3000, batch_size=64, lr=1e-3, caption_dropout=0.0, warmup=300),
-        "sd": T.TrainConfig(steps=6000, batch_size=64, lr=1e-3, warmup=500),
-        "flux": T.TrainConfig(steps=6000, batch_size=64, lr=1e-3, warmup=500),
-    }
-    if what not in defaults:
+    if what not in T.DEFAULT_CONFIGS:
         raise ValueError(f"unknown toy model '{what}'; choose classifier, vae, sd or flux")
-    cfg = replace(defaults[what], seed=seed, device=device, time_budget_s=None if minutes is None else minutes * 60)
+    cfg = T.default_config(what, seed=seed, device=device, time_budget_s=None if minutes is None else minutes * 60)
     if steps:
         cfg.steps = steps
     if batch_size:

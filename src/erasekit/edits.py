@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -242,11 +242,3 @@ def export_pipeline(pipeline, out_dir: str | Path) -> Path:
     with atomic_directory(out_dir) as tmp:
         pipeline.save_pretrained(tmp, safe_serialization=True)
     return out_dir
-
-
-def load_edits(directories) -> list[Edit]:
-    return [Edit.load(d) for d in directories or []]
-
-
-def asdict_config(config) -> dict[str, Any]:
-    return asdict(config) if hasattr(config, "__dataclass_fields__") else dict(config)

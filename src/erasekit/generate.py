@@ -62,7 +62,7 @@ def generate(
     if negative_prompt is not None:
         extra["negative_prompt"] = negative_prompt
     out = []
-    with progress_bar("generating", total=len(prompts)) if progress else _nullbar() as bar:
+    with progress_bar("generating", total=len(prompts), disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start:start + batch_size]
             gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[start:start + batch_size]]
@@ -94,13 +94,3 @@ def _guidance_kwargs(backbone: Backbone, guidance: float, extra: dict, n: int) -
     kwargs.update(extra)
     return kwargs
 
-
-class _nullbar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def advance(self, n=1):
-        pass

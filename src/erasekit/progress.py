@@ -36,9 +36,9 @@ def enabled() -> bool:
 
 
 @contextmanager
-def progress_bar(description: str, total: int):
-    """A progress bar on stderr; silent under pytest or with ``ERASEKIT_PROGRESS=0``."""
-    if not enabled():
+def progress_bar(description: str, total: int, disable: bool = False):
+    """A progress bar on stderr; silent when ``disable``d, under pytest, or with ``ERASEKIT_PROGRESS=0``."""
+    if disable or not enabled():
         yield _Bar(None, None)
         return
     progress = Progress(

@@ -39,6 +39,19 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
+# Defaults of each trainer (and of `erasekit toy train`), sized for a 2-core CPU.
+DEFAULT_CONFIGS = {
+    "classifier": dict(steps=1500, batch_size=128, lr=2e-3, caption_dropout=0.0),
+    "vae": dict(steps=3000, batch_size=64, lr=1e-3, caption_dropout=0.0, warmup=300),
+    "sd": dict(steps=6000, batch_size=64, lr=1e-3, warmup=500),
+    "flux": dict(steps=6000, batch_size=64, lr=1e-3, warmup=500),
+}
+
+
+def default_config(name: str, **overrides) -> TrainConfig:
+    return TrainConfig(**(DEFAULT_CONFIGS[name] | overrides))
+
+
 def _device(cfg: TrainConfig) -> torch.device:
     return torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
@@ -140,7 +153,7 @@ def _write_log(out_dir: Path, name: str, log: dict) -> None:
 # ------------------------------------------------------------------------------------------- classifier
 
 def train_classifier(out_dir: str | Path, cfg: TrainConfig | None = None) -> ToyClassifier:
-    cfg = cfg or TrainConfig(steps=1500, batch_size=128, lr=2e-3, caption_dropout=0.0)
+    cfg = cfg or default_config("classifier")
     dev = _device(cfg)
     world = _World(cfg.seed, dev)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -164,7 +177,7 @@ def train_classifier(out_dir: str | Path, cfg: TrainConfig | None = None) -> Toy
 # ------------------------------------------------------------------------------------------ autoencoder
 
 def train_vae(out_dir: str | Path, cfg: TrainConfig | None = None) -> AutoencoderKL:
-    cfg = cfg or TrainConfig(steps=3000, batch_size=64, lr=1e-3, caption_dropout=0.0)
+    cfg = cfg or default_config("vae")
     dev = _device(cfg)
     world = _World(cfg.seed, dev)
     vae = arch.build_vae().to(dev).train()
@@ -198,7 +211,7 @@ def train_vae(out_dir: str | Path, cfg: TrainConfig | None = None) -> Autoencode
 def train_sd(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None = None,
              prediction_type: str = "epsilon", init: StableDiffusionPipeline | None = None) -> StableDiffusionPipeline:
     """Train a UNet and its CLIP text encoder jointly (DDPM, min-SNR-5 weighting) and save the pipeline."""
-    cfg = cfg or TrainConfig(steps=6000, batch_size=64, lr=1e-3)
+    cfg = cfg or default_config("sd")
     dev = _device(cfg)
     world = _World(cfg.seed, dev)
     if init is not None:  # continue training a saved pipeline
@@ -252,7 +265,7 @@ def train_sd(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None = 
 def train_flux(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None = None,
                init: FluxPipeline | None = None) -> FluxPipeline:
     """Train a FluxTransformer2DModel with its CLIP and T5 encoders jointly, by rectified flow matching."""
-    cfg = cfg or TrainConfig(steps=6000, batch_size=64, lr=1e-3)
+    cfg = cfg or default_config("flux")
     dev = _device(cfg)
     world = _World(cfg.seed, dev)
     if init is not None:  # continue training a saved pipeline
