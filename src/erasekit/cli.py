@@ -135,12 +135,14 @@ def erase(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the Edit (must not exist)."),
     model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
     method: str = typer.Option("negprompt", help="Erasure method (see `erasekit methods`): negprompt, esd-x, "
-                               "esd-u, erasediff, abo. abo (All-but-One) is reconstructed from the paper's "
+                               "esd-u, erasediff, abo, gie. abo (All-but-One) is reconstructed from the paper's "
                                "abstract: not the authors' algorithm."),
     anchor: Optional[str] = typer.Option(None, help="Concept the target should become (methods that use one)."),
     preserve: Optional[list[str]] = typer.Option(None, help="Concepts to keep intact (methods that use them)."),
     setting: Optional[list[str]] = typer.Option(None, "--set", help="Method setting key=value; repeat."),
     lora_rank: Optional[int] = typer.Option(None, help="Train a PEFT LoRA of this rank (fine-tuning methods)."),
+    scale: Optional[float] = typer.Option(None, help="GIE: a fixed suppression scale w ≤ 0 instead of training "
+                                          "its adapter."),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     resume: bool = typer.Option(False, help="Continue an interrupted training run from <out>.work/."),
@@ -152,6 +154,8 @@ def erase(
     settings = _parse_settings(setting)
     if lora_rank is not None:
         settings["lora_rank"] = lora_rank
+    if scale is not None:
+        settings["scale"] = scale
     edit = run(model, method, concept, out_dir, anchor=anchor, preserve=preserve or [],
                settings=settings, seed=seed, overwrite=overwrite, resume=resume)
     out.print(f"erased {', '.join(edit.concepts)} from {model} with {method} ({edit.kind}) in "

@@ -22,6 +22,21 @@ def call_kwargs(pipeline) -> dict:
     return dict(getattr(pipeline, CALL_KWARGS_ATTR, {}) or {})
 
 
+# An inference-control edit that needs its own sampler (GIE's two branches) installs it here; it takes the
+# pipeline's ``__call__`` arguments and returns the same kind of output.
+CALL_OVERRIDE_ATTR = "_erasekit_call"
+
+
+def call_override(pipeline):
+    return getattr(pipeline, CALL_OVERRIDE_ATTR, None)
+
+
+def set_call_override(pipeline, sampler) -> None:
+    if sampler is not None and call_override(pipeline) is not None:
+        raise ValueError("another edit already replaces this pipeline's sampler; apply one such edit at a time")
+    setattr(pipeline, CALL_OVERRIDE_ATTR, sampler)
+
+
 def set_call_kwargs(pipeline, **kwargs) -> None:
     merged = call_kwargs(pipeline)
     for key, value in kwargs.items():
@@ -69,7 +84,7 @@ def generate(
             kwargs = dict(prompt=chunk, generator=gens, num_inference_steps=steps, height=d.height, width=d.width,
                           output_type="pt")
             kwargs.update(_guidance_kwargs(backbone, guidance, extra, len(chunk)))
-            images = backbone.pipeline(**kwargs).images
+            images = (call_override(backbone.pipeline) or backbone.pipeline)(**kwargs).images
             out.append(images.float().cpu().clamp(0, 1))
             bar.advance(len(chunk))
     return torch.cat(out) if out else torch.zeros(0, 3, d.height, d.width)

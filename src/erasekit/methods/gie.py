@@ -1,0 +1,151 @@
+"""GIE — Growth Inhibitors for Erasure (Die Chen et al., ICLR 2025; arXiv 2408.01014). Inference-time.
+
+Branch B's prompt is the user's prompt with the target appended; in its cross-attention the target columns
+carry the target concept's own attention map times a negative weight w, every other column is copied from the
+plain branch A, and early coarse self-attention maps are copied too (``erasekit.gie``). No weights change: the
+Edit is an inference control holding the settings and, unless a fixed ``scale`` is given, the adapter that
+predicts w from the first step's attention. ``erase`` trains that adapter on labels a judge picks over a grid
+of scales (the paper's GPT-4o ranking is not available; see ``erasekit.gie.adapter``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..edits import Edit
+from ..errors import InvalidEditError
+from ..generate import call_override, set_call_override
+from ..gie import (ControlSettings, InhibitedSampler, InhibitionAdapter, check_pipeline,
+                   count_cross_attention_layers, fit_adapter, label_prompts, make_judge)
+from .base import EraseRequest, Method, register
+
+ADAPTER_PREFIX = "adapter."
+_SAMPLER = "_erasekit_gie_sampler"
+
+
+@dataclass
+class GIEConfig:
+    """Defaults of the released code (windows 0.8 / 0.4, the paper's replacement embedding) and of the paper's
+    adapter training (MSE, Adam 1e-3, 2000 epochs, ~60 prompts). ``toy_defaults()``: settings for the toy world.
+    """
+
+    scale: float | None = None  # a fixed w for every target token; None trains (or uses) the adapter
+    cross_window: float = 0.8  # share of steps (of N + 1) with controlled cross-attention
+    self_window: float = 0.4  # share of steps with branch A's self-attention at the coarse levels
+    self_replace_max_tokens: int | None = None  # coarse levels: ≤ this many positions (None: latent area / 16)
+    embedding_source: str = "paper"  # "paper" (c around the insertion) or "edited_prompt" (the released code)
+    allow_positive: bool = False  # the sign guard: w ≤ 0 unless this is set
+    scale_grid: list[float] = field(default_factory=lambda: [-0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -5.0, -6.0, -8.0])
+    train_prompts: int = 60
+    epochs: int = 2000
+    lr: float = 1e-3
+    hidden: list[int] = field(default_factory=lambda: [64, 32])
+    judge: str = "auto"  # "auto", "toy", "nudenet", "clip"
+    judge_path: str | None = None  # a local CLIP folder for judge "clip"
+    num_inference_steps: int | None = None  # of the labelling generations (default: the model's)
+    guidance_scale: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.scale is not None and self.scale > 0 and not self.allow_positive:
+            raise ValueError(f"scale {self.scale} > 0 would strengthen the concept; GIE inhibits with w ≤ 0 "
+                             "(set allow_positive to override)")
+        if not self.scale_grid:
+            raise ValueError("scale_grid is empty")
+
+    @classmethod
+    def toy_defaults(cls, **overrides) -> GIEConfig:
+        return cls(**({"train_prompts": 32} | overrides))
+
+    def control(self) -> ControlSettings:
+        return ControlSettings(cross_window=self.cross_window, self_window=self.self_window,
+                               self_replace_max_tokens=self.self_replace_max_tokens,
+                               embedding_source=self.embedding_source, allow_positive=self.allow_positive)
+
+
+@register
+class GIE(Method):
+    name = "gie"
+    summary = "growth inhibitors: negative-weight target attention injected at inference, scale from an adapter"
+    kind = "inference_control"
+    families = ("sd",)
+    Config = GIEConfig
+
+    def erase(self, backbone, request: EraseRequest, config: GIEConfig | None = None) -> Edit:
+        from ..api import is_toy
+
+        self.check_family(backbone.family)
+        config = config or self.make_config()
+        sampler = InhibitedSampler(backbone.pipeline, request.targets, config.control())
+        data = {"feature_size": sampler.feature_size, "n_tokens": sampler.n_tokens}
+        tensors = {}
+        if config.scale is not None:
+            data["scale"] = config.scale
+        else:
+            judge = make_judge(config.judge, request.targets, is_toy(backbone), config.judge_path)
+            prompts = request.target_prompts()[:config.train_prompts]
+            d = backbone.defaults
+            labelled = label_prompts(sampler, judge, prompts, [config.seed + i for i in range(len(prompts))],
+                                     config.scale_grid, config.num_inference_steps or d.num_inference_steps,
+                                     d.guidance_scale if config.guidance_scale is None else config.guidance_scale,
+                                     d.height, d.width)
+            features = labelled["features"]  # (prompts, n_tokens, layers): every token of a prompt shares its label
+            labels = labelled["labels"][:, None].expand(-1, features.shape[1])
+            adapter, loss = fit_adapter(features.flatten(0, 1), labels.flatten(), config.hidden, config.epochs,
+                                        config.lr, config.seed)
+            tensors = {ADAPTER_PREFIX + k: v for k, v in adapter.state_dict().items()}
+            values, counts = labelled["labels"].unique(return_counts=True)
+            data["training"] = {
+                "judge": judge.name, "prompts": len(prompts), "fit_mse": loss,
+                "labels": {f"{v:g}": int(c) for v, c in zip(values.tolist(), counts.tolist())},
+                "absent_share_by_scale": {f"{s:g}": float(1 - p.float().mean())
+                                          for s, p in zip(config.scale_grid, labelled["present"])},
+            }
+        return Edit(kind=self.kind, method=self.name, config=asdict(config), base_model=backbone.name_or_path,
+                    concepts=list(request.targets), family=backbone.family, tensors=tensors, data=data)
+
+    def apply_edit(self, edit: Edit, pipeline) -> None:
+        check_pipeline(pipeline)
+        if getattr(pipeline, _SAMPLER, None) is not None or call_override(pipeline) is not None:
+            raise InvalidEditError("a GIE edit is already applied to this pipeline; erase several concepts in one "
+                                   "GIE edit (--concept a --concept b) instead of stacking two")
+        config = GIEConfig(**edit.config)
+        adapter = adapter_from_edit(edit, count_cross_attention_layers(pipeline.unet))
+        sampler = InhibitedSampler(pipeline, edit.concepts, config.control(), adapter,
+                                   default_scale=edit.data.get("scale"))
+        sampler.install()
+        set_call_override(pipeline, sampler)
+        setattr(pipeline, _SAMPLER, sampler)
+
+    def remove_edit(self, edit: Edit, pipeline) -> None:
+        sampler = getattr(pipeline, _SAMPLER, None)
+        if sampler is not None:
+            sampler.remove()
+        set_call_override(pipeline, None)
+        setattr(pipeline, _SAMPLER, None)
+
+
+def adapter_from_edit(edit: Edit, feature_size: int) -> InhibitionAdapter | None:
+    """The edit's adapter, checked against the pipeline's number of cross-attention layers."""
+    state = {k[len(ADAPTER_PREFIX):]: v for k, v in edit.tensors.items() if k.startswith(ADAPTER_PREFIX)}
+    if not state:
+        if edit.data.get("scale") is None:
+            raise InvalidEditError("this GIE edit has neither an adapter nor a fixed scale; it is damaged")
+        return None
+    trained_for = int(edit.data.get("feature_size", state["net.0.weight"].shape[1]))
+    if trained_for != feature_size:
+        raise InvalidEditError(
+            f"this GIE adapter was trained on a backbone with {trained_for} cross-attention layers (base "
+            f"{edit.base_model}); this pipeline's UNet has {feature_size}: train an adapter for it"
+        )
+    adapter = InhibitionAdapter(trained_for, edit.config.get("hidden", [64, 32]))
+    adapter.load_state_dict({k: v.float() for k, v in state.items()})
+    return adapter.eval().requires_grad_(False)
+
+
+def gie_sampler(pipeline) -> InhibitedSampler | None:
+    """The sampler an applied GIE edit installed on ``pipeline`` (call it like the pipeline), if any."""
+    return getattr(pipeline, _SAMPLER, None)
+
+
+__all__ = ["GIE", "GIEConfig", "adapter_from_edit", "gie_sampler"]
