@@ -1,0 +1,207 @@
+"""MCE: gates and hooks, the step-wise gradient, baking, importing released masks, the Edit, bad input."""
+
+import pytest
+import torch
+
+import erasekit.methods.mce as mce_method
+from erasekit.edits import Edit
+from erasekit.errors import InvalidEditError, UnsupportedModelError
+from erasekit.generate import generate
+from erasekit.mce import (MaskHooks, bake, end_to_end_backward, find_gates, import_released_masks, mce_loss,
+                          naive_backward, relaxed_mask)
+from erasekit.methods import EraseRequest, get_method
+from erasekit.methods.mce import MCEConfig, merge_mask_edits
+
+PROMPTS = ["a red striped star", "a blue dotted circle"]
+
+
+def _request():
+    return EraseRequest(targets=["star"], prompts=["a red star", "a striped star"],
+                        preserve_prompts=["a blue circle", "a green square"])
+
+
+def _logits(gates, value=0.5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {gate.key: (value + torch.randn(gate.units, generator=g)).requires_grad_(True) for gate in gates}
+
+
+# --------------------------------------------------------------------------------------------------- gates
+
+
+def test_flux_gates_cover_both_ffn_streams_and_the_text_modulation(tiny_flux):
+    gates = find_gates(tiny_flux.denoiser, "flux")
+    blocks = len(tiny_flux.denoiser.transformer_blocks)
+    assert len(gates) == 3 * blocks
+    assert {g.module.split(".", 2)[2] for g in gates} == {"ff.net.0", "ff_context.net.0", "norm1_context.linear"}
+    inner = tiny_flux.denoiser.transformer_blocks[0].ff.net[0].proj.out_features
+    assert gates[0].units == inner
+    heads = find_gates(tiny_flux.denoiser, "flux", heads=True)
+    assert sum(g.kind == "heads" for g in heads) == blocks
+
+
+def test_unet_gates_follow_the_pattern_and_bad_models_are_refused(tiny_sd, tiny_flux):
+    gates = find_gates(tiny_sd.denoiser, "sd")
+    assert gates and all(g.module.endswith("ff.net.0.proj") for g in gates)
+    with pytest.raises(UnsupportedModelError, match="matches"):
+        find_gates(tiny_sd.denoiser, "sd", unet_pattern=r"nothing_here$")
+    with pytest.raises(UnsupportedModelError, match="transformer_blocks"):
+        find_gates(tiny_sd.denoiser, "flux")
+    with pytest.raises(ValueError, match="beta"):
+        MCEConfig(beta=-0.1)
+
+
+def test_hard_concrete_saturates_at_the_bounds():
+    u = torch.rand(1000)
+    assert (relaxed_mask(torch.full((1000,), 3.2), u) == 1).all()
+    assert (relaxed_mask(torch.full((1000,), -3.2), u) == 0).all()
+    mid = relaxed_mask(torch.zeros(1000), u)
+    assert 0.2 < mid.mean() < 0.8
+
+
+def test_hooks_mask_outputs_and_remove_cleanly(tiny_flux):
+    plain = generate(tiny_flux, PROMPTS, 0, num_inference_steps=3)
+    gates = find_gates(tiny_flux.denoiser, "flux")
+    ones = MaskHooks(tiny_flux.denoiser, gates, masks={g.key: torch.ones(g.units) for g in gates}).install()
+    torch.testing.assert_close(generate(tiny_flux, PROMPTS, 0, num_inference_steps=3), plain)
+    ones.remove()
+    zeros = MaskHooks(tiny_flux.denoiser, gates, masks={g.key: torch.zeros(g.units) for g in gates}).install()
+    assert (generate(tiny_flux, PROMPTS, 0, num_inference_steps=3) - plain).abs().max() > 1e-4
+    zeros.remove()
+    torch.testing.assert_close(generate(tiny_flux, PROMPTS, 0, num_inference_steps=3), plain)
+
+
+# ------------------------------------------------------------------------------------------------ gradient
+
+
+@pytest.mark.parametrize("guidance", [None, 3.0])
+def test_stepwise_gradient_equals_naive_backprop(tiny_flux, guidance):
+    backbone = tiny_flux
+    gates = find_gates(backbone.denoiser, "flux")
+    logits = _logits(gates)
+    hooks = MaskHooks(backbone.denoiser, gates, logits).install()
+    hooks.mode = "relaxed"
+    with torch.no_grad():
+        cond = backbone.encode(PROMPTS)
+        uncond = backbone.encode([""]) if guidance else None
+    state = backbone.prepare(2, generator=torch.Generator().manual_seed(0), num_inference_steps=2)
+    target = torch.randn(state.latents.shape, generator=torch.Generator().manual_seed(1))
+    concept = torch.tensor([True, False])
+    noises = [hooks.draw_noise(torch.Generator().manual_seed(s)) for s in (2, 3)]
+
+    def loss_fn(final):
+        return mce_loss(final, target, concept, beta=0.5)
+
+    loss_a = end_to_end_backward(backbone, state, cond, uncond, guidance, hooks, noises, loss_fn)
+    stepwise = {k: v.grad.clone() for k, v in logits.items()}
+    for v in logits.values():
+        v.grad = None
+    loss_b = naive_backward(backbone, state, cond, uncond, guidance, hooks, noises, loss_fn)
+    hooks.remove()
+    torch.testing.assert_close(loss_a, loss_b)
+    assert any(g.abs().max() > 0 for g in stepwise.values())
+    for k, v in logits.items():
+        torch.testing.assert_close(stepwise[k], v.grad, rtol=1e-4, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------- bake/import
+
+
+def _random_masks(gates, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {gate.key: (torch.rand(gate.units, generator=g) > 0.4).float() for gate in gates}
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_bake_gives_the_masked_model(tiny_flux, prune):
+    gates = find_gates(tiny_flux.denoiser, "flux")
+    masks = _random_masks(gates)
+    hooks = MaskHooks(tiny_flux.denoiser, gates, masks=masks).install()
+    masked = generate(tiny_flux, PROMPTS, 0, num_inference_steps=3)
+    hooks.remove()
+    removed = bake(tiny_flux.denoiser, gates, masks, prune=prune)
+    torch.testing.assert_close(generate(tiny_flux, PROMPTS, 0, num_inference_steps=3), masked, atol=1e-5, rtol=0)
+    ff = tiny_flux.denoiser.transformer_blocks[0].ff
+    kept = int(masks[gates[0].key].sum())
+    assert ff.net[0].proj.out_features == (kept if prune else gates[0].units)
+    assert 0 < removed[gates[0].key] < 1
+
+
+def test_import_released_mask_files(tiny_flux, tmp_path):
+    gates = find_gates(tiny_flux.denoiser, "flux")
+    ffn = [g for g in gates if g.group == "ffn"]
+    norm = [g for g in gates if g.group == "norm"]
+    ff_logits = [torch.randn(g.units, dtype=torch.bfloat16) for g in ffn]  # ff, ff_context per block
+    norm_logits = [torch.randn(g.units, dtype=torch.bfloat16) for g in norm]
+    torch.save(ff_logits, tmp_path / "ff.pt")
+    torch.save(norm_logits, tmp_path / "norm.pt")
+    masks = import_released_masks(gates, tmp_path / "ff.pt", tmp_path / "norm.pt")
+    torch.testing.assert_close(masks[ffn[1].key], (ff_logits[1].float() > 0).float())
+    torch.testing.assert_close(masks[norm[0].key], (norm_logits[0].float() > 0).float())
+    torch.save(ff_logits[:-1], tmp_path / "short.pt")
+    with pytest.raises(InvalidEditError, match="another model shape"):
+        import_released_masks(gates, tmp_path / "short.pt", tmp_path / "norm.pt")
+    torch.save({"not": _Unsafe()}, tmp_path / "evil.pt")  # a pickled class: refused, never run
+    with pytest.raises(InvalidEditError, match="weights_only"):
+        import_released_masks(gates, tmp_path / "evil.pt", tmp_path / "norm.pt")
+
+
+class _Unsafe:
+    pass
+
+
+# -------------------------------------------------------------------------------------------- method/edit
+
+
+def test_erase_round_trip_apply_remove_and_merge(tiny_flux, tmp_path):
+    method = get_method("mce")
+    config = method.make_config({"steps": 2, "sampler_steps": 2, "lr_ffn": 5.0, "lr_norm": 5.0,
+                                 "guidance_scale": 1.0})
+    edit = method.erase(tiny_flux, _request(), config)
+    assert edit.kind == "mask_set" and edit.data["pruned_share"]["all ffn"] > 0
+    edit.save(tmp_path / "e")
+    loaded = Edit.load(tmp_path / "e")
+    plain = generate(tiny_flux, PROMPTS, 0, num_inference_steps=3)
+    loaded.apply(tiny_flux.pipeline)
+    masked = generate(tiny_flux, PROMPTS, 0, num_inference_steps=3)
+    assert (masked - plain).abs().max() > 1e-4
+    loaded.remove(tiny_flux.pipeline)
+    torch.testing.assert_close(generate(tiny_flux, PROMPTS, 0, num_inference_steps=3), plain)
+    merged = merge_mask_edits([edit, edit])
+    for k, v in edit.tensors.items():
+        torch.testing.assert_close(merged.tensors[k], v * v)
+
+
+def test_masks_for_another_model_shape_are_refused(tiny_flux, tiny_sd):
+    method = get_method("mce")
+    edit = method.erase(tiny_flux, _request(), method.make_config({"steps": 1, "sampler_steps": 1,
+                                                                   "guidance_scale": 1.0}))
+    edit.family = "sd"  # pretend, to get past the family check to the shape check
+    with pytest.raises(InvalidEditError, match="another model shape"):
+        edit.apply(tiny_sd.pipeline)
+
+
+def test_resume_continues_exactly(tiny_flux, tmp_path, monkeypatch):
+    method = get_method("mce")
+    config = method.make_config({"steps": 3, "sampler_steps": 2, "checkpoint_every": 1, "guidance_scale": 1.0})
+    whole = method.erase(tiny_flux, _request(), config)
+
+    calls = {"n": 0}
+    real = mce_method.end_to_end_backward
+
+    def dies_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    request = _request()
+    request.workdir = str(tmp_path / "work")
+    monkeypatch.setattr(mce_method, "end_to_end_backward", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        method.erase(tiny_flux, request, config)
+    monkeypatch.setattr(mce_method, "end_to_end_backward", real)
+    request.resume = True
+    resumed = method.erase(tiny_flux, request, config)
+    assert resumed.data["training"]["final_loss"] == pytest.approx(whole.data["training"]["final_loss"], rel=1e-6)
+    for k, v in whole.tensors.items():
+        torch.testing.assert_close(resumed.tensors[k], v)
