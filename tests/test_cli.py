@@ -130,3 +130,32 @@ def test_demo_writes_a_report(tmp_path):
     html = (tmp_path / "demo" / "report.html").read_text()
     assert "erasure_rate" in html and "data:image/png;base64" in html
     assert json.loads((tmp_path / "demo" / "results.json").read_text())["method"] == "negprompt"
+
+
+def test_import_released_masks_then_export_a_plain_folder(tmp_path):
+    from erasekit.generate import generate
+    from erasekit.mce import find_gates
+    from erasekit.models import load
+    from erasekit.toy.pipelines import tiny_flux_pipeline
+
+    folder = tmp_path / "tiny-flux"
+    tiny_flux_pipeline().save_pretrained(folder)
+    gates = find_gates(load(folder).denoiser, "flux")
+    g = torch.Generator().manual_seed(0)
+    torch.save([torch.randn(x.units, generator=g) for x in gates if x.group == "ffn"], tmp_path / "ff.pt")
+    torch.save([torch.randn(x.units, generator=g) for x in gates if x.group == "norm"], tmp_path / "norm.pt")
+    code, output = run("import-masks", "--model", str(folder), "--ff", str(tmp_path / "ff.pt"), "--norm",
+                       str(tmp_path / "norm.pt"), "--concept", "nudity", "--out", str(tmp_path / "masks"))
+    assert code == 0, output
+    assert "FFN units" in output
+    code, output = run("export", "--model", str(folder), "--edit", str(tmp_path / "masks"), "--out",
+                       str(tmp_path / "exp"))
+    assert code == 0, output
+    from erasekit.api import load_model
+
+    hooked = generate(load_model(folder, [tmp_path / "masks"]), ["a red star"], 0, num_inference_steps=3)
+    baked = generate(load(tmp_path / "exp"), ["a red star"], 0, num_inference_steps=3)
+    torch.testing.assert_close(baked, hooked, atol=1e-5, rtol=0)
+    code, output = run("import-masks", "--model", str(folder), "--ff", str(tmp_path / "norm.pt"), "--norm",
+                       str(tmp_path / "norm.pt"), "--concept", "x", "--out", str(tmp_path / "bad"))
+    assert code != 0 and "another model shape" in output and not (tmp_path / "bad").exists()

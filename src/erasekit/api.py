@@ -20,7 +20,7 @@ import torch
 
 from .atomic import atomic_write_text
 from .edits import Edit
-from .errors import ModelNotFoundError, UnknownConceptError
+from .errors import ModelNotFoundError, UnknownConceptError, UnsupportedModelError
 from .eval import ToySuiteConfig, ToySuiteResult, run_toy_suite
 from .generate import generate
 from .methods import EraseRequest, get_method
@@ -89,6 +89,41 @@ def erase(model: str | Path | Backbone, method: str, concepts: Sequence[str], ou
         edit.save(out, overwrite=overwrite)
         if workdir is not None and workdir.exists():
             shutil.rmtree(workdir)
+    return edit
+
+
+def bake_mask_edit(backbone: Backbone, edit: Edit, prune: bool = True) -> dict:
+    """Write an MCE mask edit into ``backbone``'s weights: masked FFN units cut out (``prune``: smaller and
+    faster) or zeroed (same shapes, saves as a plain diffusers folder). Returns the share removed per site."""
+    from .mce import bake
+    from .methods.mce import gates_and_masks
+
+    gates, masks = gates_and_masks(edit, backbone.denoiser)
+    return bake(backbone.denoiser, gates, masks, prune=prune)
+
+
+def import_mce_masks(model: str | Path | Backbone, ff: str | Path, norm: str | Path, attn: str | Path | None,
+                     concepts: Sequence[str], out: str | Path | None = None) -> Edit:
+    """A mask Edit from the MCE authors' released FLUX files (``ff.pt``, ``norm.pt``, optional ``attn.pt``)."""
+    from dataclasses import asdict
+
+    from .mce import find_gates, import_released_masks
+    from .methods.mce import MASK_PREFIX, MCEConfig, pruned_share
+
+    if out is not None and Path(out).exists():
+        raise FileExistsError(f"{out} already exists; choose another --out")
+    backbone = model if isinstance(model, Backbone) else load(model)
+    if backbone.family != "flux":
+        raise UnsupportedModelError("the released MCE mask files are for FLUX double-stream blocks")
+    gates = find_gates(backbone.denoiser, "flux", heads=attn is not None)
+    masks = import_released_masks(gates, ff, norm, attn)
+    edit = Edit(kind="mask_set", method="mce", config=asdict(MCEConfig(heads=attn is not None)),
+                base_model=backbone.name_or_path, concepts=list(concepts), family="flux",
+                tensors={MASK_PREFIX + k: v.to(torch.uint8) for k, v in masks.items()},
+                data={"gates": [asdict(g) for g in gates], "pruned_share": pruned_share(gates, masks),
+                      "imported_from": [str(ff), str(norm)] + ([str(attn)] if attn else [])})
+    if out is not None:
+        edit.save(out)
     return edit
 
 

@@ -135,7 +135,7 @@ def erase(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the Edit (must not exist)."),
     model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
     method: str = typer.Option("negprompt", help="Erasure method (see `erasekit methods`): negprompt, esd-x, "
-                               "esd-u, erasediff, abo, gie. abo (All-but-One) is reconstructed from the paper's "
+                               "esd-u, erasediff, abo, gie, mce. abo (All-but-One) is reconstructed from the paper's "
                                "abstract: not the authors' algorithm."),
     anchor: Optional[str] = typer.Option(None, help="Concept the target should become (methods that use one)."),
     preserve: Optional[list[str]] = typer.Option(None, help="Concepts to keep intact (methods that use them)."),
@@ -167,7 +167,7 @@ def erase(
 @app.command()
 @_guard
 def export(
-    edit: list[Path] = typer.Option(..., "--edit", help="Weight-delta edit folder(s) to bake in, in order."),
+    edit: list[Path] = typer.Option(..., "--edit", help="Weight-delta or mask edit folder(s) to bake in, in order."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the plain diffusers pipeline."),
     model: str = typer.Option("toy-sd", help="The base model the edits were made on."),
 ):
@@ -179,13 +179,38 @@ def export(
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} already exists; choose another --out")
     edits = [Edit.load(e) for e in edit]
-    controls = [e.method for e in edits if e.kind != "weight_delta"]
+    controls = [e.method for e in edits if e.kind == "inference_control"]
     if controls:
         raise InvalidEditError(f"{', '.join(controls)} edits act at inference time and cannot be baked into "
                                "weights; apply them with `erasekit generate --edit` instead")
-    backbone = load_model(model, edits, device="cpu")
+    weights = [e for e in edits if e.kind == "weight_delta"]
+    backbone = load_model(model, weights, device="cpu")
+    for mask_edit in (e for e in edits if e.kind == "mask_set"):
+        from .api import bake_mask_edit
+
+        # Zeroed, not cut out: the folder keeps the model's shapes, so plain `from_pretrained` loads it.
+        bake_mask_edit(backbone, mask_edit, prune=False)
     export_pipeline(backbone.pipeline, out_dir)
     out.print(f"wrote {out_dir}: a plain diffusers pipeline with {len(edits)} edit(s) baked in")
+
+
+@app.command("import-masks")
+@_guard
+def import_masks(
+    ff: Path = typer.Option(..., help="The MCE authors' ff.pt (FFN logits, ff / ff_context per double block)."),
+    norm: Path = typer.Option(..., help="Their norm.pt (norm1_context.linear logits per double block)."),
+    attn: Optional[Path] = typer.Option(None, help="Their attn.pt (per-head logits), optional."),
+    concept: list[str] = typer.Option(..., "--concept", "-c", help="The concept(s) the masks erase."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the mask Edit (must not exist)."),
+    model: str = typer.Option("black-forest-labs/FLUX.1-schnell", help="The FLUX model the masks were made for."),
+):
+    """Turn MCE's released FLUX mask files into an erasekit mask Edit (read with weights_only=True)."""
+    from .api import import_mce_masks
+
+    edit = import_mce_masks(model, ff, norm, attn, concept, out_dir)
+    share = edit.data["pruned_share"]
+    out.print(f"wrote {out_dir}: {share.get('all ffn', 0):.1%} of FFN units and {share.get('all norm', 0):.1%} of "
+              "modulation channels switched off")
 
 
 # --------------------------------------------------------------------------------------------- evaluate
