@@ -64,7 +64,7 @@ class EraseDiffConfig(FineTuneSettings):
     @classmethod
     def toy_defaults(cls, **overrides) -> EraseDiffConfig:
         base = dict(lr=2e-4, steps=120, batch_size=8, num_forget=48, num_remain=96, generation_steps=25,
-                    generation_guidance=7.5, train_method="noxattn")
+                    generation_guidance=7.5, train_method="noxattn", eta=0.02)
         return cls(**(base | overrides))
 
 

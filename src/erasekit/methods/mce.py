@@ -11,7 +11,7 @@ Gates train through the hard-concrete relaxation and are binarised at λ > 0. Gr
 sampler step by step-wise recomputation (``erasekit.mce.objective``). The released trainer differs: it targets
 the original output for the concept phrase replaced by a neutral phrase (``target="neutral_prompt"``; its
 FlowEdit-on-FLUX.1-dev default is not offered), uses β = 0.1, one fixed seed (48) for every sample
-(``noise="fixed"``), AdamW, and resamples the mask noise during recomputation (never done here).
+(``noise="fixed"``), and resamples the mask noise during recomputation (never done here).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ _HOOKS = "_erasekit_mce_hooks"
 
 @dataclass
 class MCEConfig:
-    """The paper's settings (Adam, lr 0.5 for FFN and norm gates, β 0.01, 400 steps, batch 4, weight decay 1e-2,
-    constant schedule). ``toy_defaults()`` holds the settings used on the toy world (README results table)."""
+    """The paper's settings (Adam with weight decay 1e-2 — decoupled, see ``optimizer`` —, lr 0.5 for FFN and
+    norm gates, β 0.01, 400 steps, batch 4, constant schedule). ``toy_defaults()`` holds the settings used on the toy world (README results table)."""
 
     lr_ffn: float = 0.5
     lr_norm: float = 0.5
@@ -51,7 +51,9 @@ class MCEConfig:
     steps: int = 400
     batch_size: int = 4  # samples per step, alternating concept and neutral prompts
     weight_decay: float = 1e-2
-    optimizer: str = "adam"  # "adam" (paper) or "adamw" (released code)
+    # The paper's "Adam, weight decay 1e-2" read as decoupled decay (AdamW, the released code). "adam" couples
+    # the decay into Adam's normalised gradient: every gate without a loss gradient then walks to λ = 0.
+    optimizer: str = "adamw"
     target: str = "empty_prompt"  # "empty_prompt" (paper) or "neutral_prompt" (released code's alternative)
     neutral_phrase: str = "a thing"  # replaces the concept for target "neutral_prompt" (outside the toy world)
     noise: str = "fresh"  # "fresh" x_T per sample, or "fixed": one seed for every sample (released code)
