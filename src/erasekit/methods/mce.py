@@ -81,7 +81,8 @@ class MCEConfig:
 
     @classmethod
     def toy_defaults(cls, **overrides) -> MCEConfig:
-        return cls(**({"steps": 60, "sampler_steps": 8} | overrides))
+        base = {"steps": 150, "sampler_steps": 8, "target": "neutral_prompt", "beta": 0.1}
+        return cls(**(base | overrides))
 
 
 def neutral_prompts_from_file(path: str | Path, n: int) -> list[str]:
