@@ -42,13 +42,16 @@ def sd1_shaped_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     return pipe
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
+def timed(fns: dict, repeats: int) -> dict:
+    """Best-of-``repeats`` seconds per function, the runs interleaved so that drifts in machine load hit all alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    best = {name: float("inf") for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -65,9 +68,10 @@ def measure(name, pipe, height, steps, batch, repeats):
     adapter = InhibitionAdapter(count_cross_attention_layers(pipe.unet))
     learned = InhibitedSampler(pipe, ["star"], adapter=adapter)
     with torch.no_grad():
-        plain_s = timed(lambda: pipe(prompts, generator=gens(), **kwargs), repeats)
-        fixed_s = timed(lambda: fixed(prompts, gens(), **kwargs), repeats)
-        learned_s = timed(lambda: learned(prompts, gens(), **kwargs), repeats)
+        best = timed({"plain": lambda: pipe(prompts, generator=gens(), **kwargs),
+                      "fixed": lambda: fixed(prompts, gens(), **kwargs),
+                      "learned": lambda: learned(prompts, gens(), **kwargs)}, repeats)
+    plain_s, fixed_s, learned_s = best["plain"], best["fixed"], best["learned"]
     fixed.remove()
     learned.remove()
     layers = count_cross_attention_layers(pipe.unet)
@@ -80,7 +84,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     _quiet_libraries()
     toy = load("toy-sd")

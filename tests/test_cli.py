@@ -159,3 +159,19 @@ def test_import_released_masks_then_export_a_plain_folder(tmp_path):
     code, output = run("import-masks", "--model", str(folder), "--ff", str(tmp_path / "norm.pt"), "--norm",
                        str(tmp_path / "norm.pt"), "--concept", "x", "--out", str(tmp_path / "bad"))
     assert code != 0 and "another model shape" in output and not (tmp_path / "bad").exists()
+
+
+def test_gie_with_a_fixed_scale_from_the_cli(tiny_sd_folder, tmp_path):
+    code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "gie", "--concept", "star",
+                       "--scale", "-4", "--out", str(tmp_path / "gie"))
+    assert code == 0, output
+    code, output = run("generate", "--model", str(tiny_sd_folder), "--edit", str(tmp_path / "gie"), "-p",
+                       "a red star", "--steps", "3", "--out", str(tmp_path / "img.png"))
+    assert code == 0, output
+    assert (tmp_path / "img.png").is_file()
+    code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "gie", "--concept", "star",
+                       "--scale", "2", "--out", str(tmp_path / "pos"))
+    assert code != 0 and "w ≤ 0" in output and not (tmp_path / "pos").exists()
+    code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "esd-x", "--concept", "star",
+                       "--scale", "-4", "--out", str(tmp_path / "esd"))
+    assert code != 0 and "no setting scale" in output

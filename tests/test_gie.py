@@ -240,3 +240,19 @@ def test_toy_sd_branch_b_with_zero_weight_matches_branch_a():
     gap_zero = (zero.images - zero.plain_images).abs().mean()
     gap_strong = (strong.images - strong.plain_images).abs().mean()
     assert gap_zero < 0.01 and gap_zero < gap_strong / 5
+
+
+def test_two_samplers_on_one_pipeline_each_get_their_own_control(tiny_sd):
+    pipe = tiny_sd.pipeline
+    before = dict(pipe.unet.attn_processors)
+    strong = InhibitedSampler(pipe, ["star"], default_scale=-50.0)
+    zero = InhibitedSampler(pipe, ["star"], default_scale=0.0)
+    kwargs = dict(num_inference_steps=4, output_type="pt")
+    a1 = strong(PROMPTS, _gens(), **kwargs).images
+    zero(PROMPTS, _gens(), **kwargs)
+    a2 = strong(PROMPTS, _gens(), **kwargs).images  # must take the control back, not run zero's processors
+    torch.testing.assert_close(a1, a2)
+    strong.remove()
+    zero.remove()
+    after = pipe.unet.attn_processors
+    assert all(after[name] is before[name] for name in before)

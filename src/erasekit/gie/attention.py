@@ -140,16 +140,31 @@ class InhibitionProcessor:
         return edited @ value_b
 
 
-def install(unet, state: InhibitionState) -> dict:
-    """Put an ``InhibitionProcessor`` on every attention module of ``unet``; return the processors it had."""
-    original = dict(unet.attn_processors)
+_ORIGINAL = "_erasekit_gie_original_processors"
+
+
+def controls(unet, state: InhibitionState) -> bool:
+    """Whether ``unet``'s processors are the ones driven by ``state``."""
+    return all(isinstance(p, InhibitionProcessor) and p.state is state for p in unet.attn_processors.values())
+
+
+def install(unet, state: InhibitionState) -> None:
+    """Drive every attention module of ``unet`` by ``state``. The processors the UNet had before any GIE control
+    are kept on the UNet, so a second sampler taking over (or removal) never mistakes GIE's for the originals."""
+    if controls(unet, state):
+        return
+    if getattr(unet, _ORIGINAL, None) is None:
+        setattr(unet, _ORIGINAL, dict(unet.attn_processors))
     unet.set_attn_processor({name: InhibitionProcessor(state, cross=name.split(".")[-2] == "attn2")
-                             for name in original})
-    return original
+                             for name in unet.attn_processors})
 
 
-def uninstall(unet, original: dict) -> None:
-    unet.set_attn_processor(dict(original))
+def uninstall(unet, state: InhibitionState) -> None:
+    """Give back the original processors if ``state`` drives the UNet (another sampler's control stays)."""
+    original = getattr(unet, _ORIGINAL, None)
+    if original is not None and controls(unet, state):
+        unet.set_attn_processor(dict(original))
+        setattr(unet, _ORIGINAL, None)
 
 
 def count_cross_attention_layers(unet) -> int:

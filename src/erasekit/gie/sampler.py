@@ -16,7 +16,7 @@ import torch
 from diffusers.pipelines.stable_diffusion import StableDiffusionPipelineOutput
 
 from ..errors import UnsupportedModelError
-from .attention import InhibitionState, count_cross_attention_layers, install, uninstall
+from .attention import InhibitionState, controls, count_cross_attention_layers, install, uninstall
 from .token_interval import TargetTokenError, target_token_count, token_interval
 
 EMBEDDING_SOURCES = ("paper", "edited_prompt")
@@ -65,22 +65,19 @@ class InhibitedSampler:
         self.adapter = adapter
         self.default_scale = default_scale
         self.state = InhibitionState()
-        self._original: dict | None = None
 
     # ------------------------------------------------------------------------------------------ install
 
     @property
     def installed(self) -> bool:
-        return self._original is not None
+        return controls(self.pipeline.unet, self.state)
 
     def install(self) -> None:
-        if not self.installed:
-            self._original = install(self.pipeline.unet, self.state)
+        """Drive the UNet's attention (taking over from another sampler on the same pipeline if need be)."""
+        install(self.pipeline.unet, self.state)
 
     def remove(self) -> None:
-        if self.installed:
-            uninstall(self.pipeline.unet, self._original)
-            self._original = None
+        uninstall(self.pipeline.unet, self.state)
 
     @property
     def feature_size(self) -> int:
