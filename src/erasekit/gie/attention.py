@@ -36,6 +36,7 @@ class InhibitionState:
     with_uncond: bool = True
     source: torch.Tensor | None = None  # (batch, L) long: column of A's map copied to each slot of P'
     inserted: torch.Tensor | None = None  # (batch, n) long: the target slots of P'
+    copied: torch.Tensor | None = None  # (batch, L) bool: the slots of P' that copy a slot of P
     target_embeds: torch.Tensor | None = None  # (1, L, C): c*, the target's own encoding
     target_columns: torch.Tensor | None = None  # (n,) long: the target tokens' columns in c* (1..n)
     weights: torch.Tensor | None = None  # (batch, n): w per prompt and target token
@@ -101,13 +102,13 @@ class InhibitionProcessor:
         plain_rows = slice(0, rows_a.start)
         if rows_a.start > 0:  # the unconditional rows: untouched
             out[plain_rows] = F.scaled_dot_product_attention(query[plain_rows], key[plain_rows], value[plain_rows])
-        # Branch A's own map, needed explicitly: B copies it.
-        probs_a = (query[rows_a] @ key[rows_a].transpose(-1, -2) * attn.scale).softmax(dim=-1)
-        out[rows_a] = probs_a @ value[rows_a]
+        # B applies A's own map. M_A·V_A and M_A·V_B' come from one fused attention call over the concatenated
+        # values, so A's map is never materialised (V_B' = B's values regrouped into A's columns, see below).
+        value_b = self._regrouped_values(value[rows_b]) if self.cross else value[rows_b]
+        both = F.scaled_dot_product_attention(query[rows_a], key[rows_a], torch.cat([value[rows_a], value_b], -1))
+        out[rows_a], out[rows_b] = both[..., :head_dim], both[..., head_dim:]
         if self.cross:
-            out[rows_b] = self._inhibited(attn, query[rows_b], value[rows_b], probs_a, split, heads)
-        else:
-            out[rows_b] = probs_a @ value[rows_b]
+            out[rows_b] += self._inhibitor(attn, query[rows_b], value[rows_b], split)
 
         hidden_states = out.transpose(1, 2).reshape(batch_size, -1, heads * head_dim).to(query.dtype)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
@@ -117,7 +118,16 @@ class InhibitionProcessor:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
 
-    def _inhibited(self, attn, query_b, value_b, probs_a, split, heads):
+    def _regrouped_values(self, value_b):
+        """Σ_j M_A[:, π(j)] V_B[j] over the copied slots j equals M_A · V_B' with V_B'[i] = Σ_{π(j)=i} V_B[j]."""
+        s = self.state
+        b, heads, length, dim = value_b.shape
+        index = s.source[:, None, :, None].expand(b, heads, length, dim)
+        kept = value_b * s.copied[:, None, :, None].to(value_b.dtype)  # the target slots take no part
+        return torch.zeros_like(value_b).scatter_add_(2, index, kept)
+
+    def _inhibitor(self, attn, query_b, value_b, split):
+        """Σ_k w_k · softmax(Q_B K*ᵀ)[:, k] ⊗ V_B[slot of k]: only the target columns of the target's map."""
         s = self.state
         context_star = s.target_embeds.to(query_b.dtype)
         if attn.norm_cross:
@@ -125,19 +135,16 @@ class InhibitionProcessor:
         key_star = split(attn.to_k(context_star))
         if attn.norm_k is not None:
             key_star = attn.norm_k(key_star)
-        # The target's own map, only where it is used: its n token columns (the softmax still spans all of c*).
-        probs_star = (query_b @ key_star.transpose(-1, -2) * attn.scale).softmax(dim=-1)[..., s.target_columns]
+        logits = query_b @ key_star.transpose(-1, -2) * attn.scale
+        probs_star = (logits[..., s.target_columns] - logits.logsumexp(dim=-1, keepdim=True)).exp()
         if s.mode == "features":
             s.features.append(probs_star.mean(dim=(1, 2)).float())
             weights = torch.ones_like(s.weights)
         else:
             weights = s.weights
-        b, _, n_query, length = probs_a.shape
-        source = s.source[:, None, None, :].expand(b, heads, n_query, length)
-        edited = probs_a.gather(-1, source)
-        inserted = s.inserted[:, None, None, :].expand(b, heads, n_query, s.inserted.shape[1])
-        edited = edited.scatter(-1, inserted, probs_star * weights[:, None, None, :].to(probs_star.dtype))
-        return edited @ value_b
+        b, heads, _, dim = value_b.shape
+        inserted = s.inserted[:, None, :, None].expand(b, heads, s.inserted.shape[1], dim)
+        return (probs_star * weights[:, None, None, :].to(probs_star.dtype)) @ value_b.gather(2, inserted)
 
 
 _ORIGINAL = "_erasekit_gie_original_processors"

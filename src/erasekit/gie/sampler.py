@@ -143,6 +143,7 @@ class InhibitedSampler:
     def _prime(self, plain, replaced, source, inserted, star, columns, batch, with_uncond, latents_shape):
         s = self.state
         s.batch, s.with_uncond, s.source, s.inserted = batch, with_uncond, source, inserted
+        s.copied = torch.ones_like(source, dtype=torch.bool).scatter_(1, inserted, False)
         s.target_embeds, s.target_columns = star, columns
         tokens = latents_shape[-1] * latents_shape[-2]
         # The coarse levels: SD 1.x at 512 px (64² latents) copies self-attention at 16² and 8² (≤ 256 positions).
