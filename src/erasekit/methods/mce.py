@@ -16,6 +16,7 @@ FlowEdit-on-FLUX.1-dev default is not offered), uses β = 0.1, one fixed seed (4
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import random
@@ -316,7 +317,7 @@ class _Checkpoint:
             return
         tensors = {f"logits.{k}": v.detach().cpu() for k, v in logits.items()}
         keys = list(logits)
-        for i, k in enumerate(keys):
+        for k in keys:
             state = optimizer.state.get(logits[k], {})
             for name in ("exp_avg", "exp_avg_sq"):
                 if name in state:
@@ -345,8 +346,6 @@ class _Checkpoint:
                                           "exp_avg": tensors[f"exp_avg.{k}"].to(v.device),
                                           "exp_avg_sq": tensors[f"exp_avg_sq.{k}"].to(v.device)}
         generator.set_state(tensors["generator"])
-        import ast
-
         state = ast.literal_eval(meta["rng"])
         rng.setstate((state[0], tuple(state[1]), state[2]))
         return int(meta["step"])
