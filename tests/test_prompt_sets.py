@@ -1,12 +1,13 @@
-"""Prompt-set loaders against the public files in ../shared/datasets (skipped where that folder is absent)."""
+"""Prompt-set loaders against the public files in ../shared/datasets (or $ERASEKIT_DATASETS); skipped where absent."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 from erasekit.eval.prompts import PromptSetError, load_prompt_set
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATA = Path(os.environ.get("ERASEKIT_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/datasets is not present")
 
 
