@@ -105,10 +105,8 @@ def bake_mask_edit(backbone: Backbone, edit: Edit, prune: bool = True) -> dict:
 def import_mce_masks(model: str | Path | Backbone, ff: str | Path, norm: str | Path, attn: str | Path | None,
                      concepts: Sequence[str], out: str | Path | None = None) -> Edit:
     """A mask Edit from the MCE authors' released FLUX files (``ff.pt``, ``norm.pt``, optional ``attn.pt``)."""
-    from dataclasses import asdict
-
     from .mce import find_gates, import_released_masks
-    from .methods.mce import MASK_PREFIX, MCEConfig, pruned_share
+    from .methods.mce import MCEConfig, mask_edit
 
     if out is not None and Path(out).exists():
         raise FileExistsError(f"{out} already exists; choose another --out")
@@ -117,11 +115,8 @@ def import_mce_masks(model: str | Path | Backbone, ff: str | Path, norm: str | P
         raise UnsupportedModelError("the released MCE mask files are for FLUX double-stream blocks")
     gates = find_gates(backbone.denoiser, "flux", heads=attn is not None)
     masks = import_released_masks(gates, ff, norm, attn)
-    edit = Edit(kind="mask_set", method="mce", config=asdict(MCEConfig(heads=attn is not None)),
-                base_model=backbone.name_or_path, concepts=list(concepts), family="flux",
-                tensors={MASK_PREFIX + k: v.to(torch.uint8) for k, v in masks.items()},
-                data={"gates": [asdict(g) for g in gates], "pruned_share": pruned_share(gates, masks),
-                      "imported_from": [str(ff), str(norm)] + ([str(attn)] if attn else [])})
+    edit = mask_edit(gates, masks, MCEConfig(heads=attn is not None), backbone, concepts,
+                     imported_from=[str(ff), str(norm)] + ([str(attn)] if attn else []))
     if out is not None:
         edit.save(out)
     return edit

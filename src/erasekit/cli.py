@@ -128,6 +128,16 @@ def generate(
 
 # ------------------------------------------------------------------------------------------------ erase
 
+def _print_edit_notes(edit) -> None:
+    """What a user should know about a new edit: the units a mask switches off, the method's notes."""
+    share = edit.data.get("pruned_share") if edit.kind == "mask_set" else None
+    if share:
+        groups = ", ".join(f"{k.split()[1]} {v:.1%}" for k, v in share.items() if k.startswith("all "))
+        out.print(f"units switched off: {groups}")
+    if edit.notes:
+        out.print(f"note: {edit.notes}")
+
+
 @app.command()
 @_guard
 def erase(
@@ -160,12 +170,7 @@ def erase(
                settings=settings, seed=seed, overwrite=overwrite, resume=resume)
     out.print(f"erased {', '.join(edit.concepts)} from {model} with {method} ({edit.kind}) in "
               f"{time.time() - start:.1f}s -> {out_dir}")
-    share = edit.data.get("pruned_share") if edit.kind == "mask_set" else None
-    if share:
-        groups = ", ".join(f"{k.split()[1]} {v:.1%}" for k, v in share.items() if k.startswith("all "))
-        out.print(f"units switched off: {groups}")
-    if edit.notes:
-        out.print(f"note: {edit.notes}")
+    _print_edit_notes(edit)
 
 
 @app.command()
@@ -273,12 +278,7 @@ def demo(
     out.print(f"[bold]erasekit demo[/]: erasing '{concept}' from toy-sd with {method}")
     edit_dir = out_dir / f"edit-{method}-{concept}"
     edit = run_erase(backbone, method, [concept], edit_dir, overwrite=True)
-    share = edit.data.get("pruned_share") if edit.kind == "mask_set" else None
-    if share:
-        groups = ", ".join(f"{k.split()[1]} {v:.1%}" for k, v in share.items() if k.startswith("all "))
-        out.print(f"units switched off: {groups}")
-    if edit.notes:
-        out.print(f"note: {edit.notes}")
+    _print_edit_notes(edit)
     config = ToySuiteConfig(concept=concept, n_target=n, n_synonym=n, n_preserve=n, n_neighbour=n // 2)
     result = evaluate_toy("toy-sd", concept, [edit], config)
     payload = result.to_json() | {"model": "toy-sd", "method": method}

@@ -115,6 +115,11 @@ class InhibitedSampler:
 
     # --------------------------------------------------------------------------------------------- call
 
+    def _size(self, height, width) -> tuple[int, int]:
+        """The requested image size, or the UNet's native one (as the pipeline defaults it)."""
+        native = self.pipeline.unet.config.sample_size * self.pipeline.vae_scale_factor
+        return height or native, width or native
+
     def _latents(self, batch, height, width, generator):
         p = self.pipeline
         return p.prepare_latents(batch, p.unet.config.in_channels, height, width, p.unet.dtype,
@@ -154,8 +159,7 @@ class InhibitedSampler:
         """The adapter's input for each prompt: ``(batch, n_tokens, n_cross_attention_layers)``."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         p = self.pipeline
-        height = height or p.unet.config.sample_size * p.vae_scale_factor
-        width = width or p.unet.config.sample_size * p.vae_scale_factor
+        height, width = self._size(height, width)
         cond = self.conditioning(prompts)
         latents = self._latents(len(prompts), height, width, generator)
         scheduler = copy.deepcopy(p.scheduler)
@@ -190,8 +194,7 @@ class InhibitedSampler:
         p = self.pipeline
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         batch = len(prompts)
-        height = height or p.unet.config.sample_size * p.vae_scale_factor
-        width = width or p.unet.config.sample_size * p.vae_scale_factor
+        height, width = self._size(height, width)
         device = p._execution_device
         with_uncond = guidance_scale > 1.0
 

@@ -29,8 +29,9 @@ from safetensors.torch import load_file, save_file
 from ..atomic import atomic_directory
 from ..edits import Edit
 from ..errors import InvalidEditError
+from ..eval.prompts import load_cc3m
 from ..mce import (DEFAULT_UNET_PATTERN, INIT_LOGIT, Gate, MaskHooks, end_to_end_backward, find_gates, hard_mask,
-                   mce_loss)
+                   mce_loss, rollout)
 from ..progress import progress_bar
 from ..training.engine import ResumeMismatchError, TrainingDivergedError
 from .base import EraseRequest, Method, register
@@ -88,17 +89,7 @@ class MCEConfig:
 
 def neutral_prompts_from_file(path: str | Path, n: int) -> list[str]:
     """The first ``n`` captions (first tab-separated column) of a CC3M-style file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"neutral prompt file {path} does not exist")
-    prompts = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            text = line.split("\t", 1)[0].strip()
-            if text:
-                prompts.append(text)
-            if len(prompts) >= n:
-                break
+    prompts = load_cc3m(path, n).prompts
     if not prompts:
         raise ValueError(f"{path} holds no captions")
     return prompts
@@ -185,10 +176,7 @@ class MCE(Method):
                         target_cond = backbone.encode(target_prompts)
                         hooks.mode = "off"
                         state = backbone.prepare(len(prompts), num_inference_steps=steps_k, latents=x_t)
-                        target = state
-                        for _ in range(steps_k):
-                            target = backbone.step(target, target_cond, uncond, guidance)
-                        target = target.latents
+                        target = rollout(backbone, state, target_cond, uncond, guidance)[-1].latents
                     hooks.mode = "relaxed"
                     noises = [hooks.draw_noise(generator) for _ in range(steps_k)]
                     loss = end_to_end_backward(
@@ -208,12 +196,9 @@ class MCE(Method):
         finally:
             hooks.remove()
         masks = {g.key: hard_mask(logits[g.key].detach()).cpu() for g in gates}
-        data = {"gates": [asdict(g) for g in gates], "pruned_share": pruned_share(gates, masks),
-                "training": {"final_loss": history[-1] if history else None, "sampler_steps": steps_k,
-                             "guidance_scale": guidance, "steps": config.steps}}
-        return Edit(kind=self.kind, method=self.name, config=asdict(config), base_model=backbone.name_or_path,
-                    concepts=list(request.targets), family=backbone.family, data=data,
-                    tensors={MASK_PREFIX + k: v.to(torch.uint8) for k, v in masks.items()})
+        training = {"final_loss": history[-1] if history else None, "sampler_steps": steps_k,
+                    "guidance_scale": guidance, "steps": config.steps}
+        return mask_edit(gates, masks, config, backbone, request.targets, training=training)
 
     @staticmethod
     def _initial_noise(backbone, config, generator, batch, steps_k):
@@ -266,6 +251,15 @@ def gates_and_masks(edit: Edit, denoiser) -> tuple[list[Gate], dict[str, torch.T
             raise InvalidEditError(f"the edit's mask for {gate.key} is missing or has the wrong size")
         masks[gate.key] = tensor.float().to(next(denoiser.parameters()).device)
     return gates, masks
+
+
+def mask_edit(gates: list[Gate], masks: dict[str, torch.Tensor], config: MCEConfig, backbone,
+              concepts: list[str], **data) -> Edit:
+    """The mask-set Edit of binary ``masks`` over ``gates`` (uint8 tensors, the gate list, the share pruned)."""
+    return Edit(kind="mask_set", method="mce", config=asdict(config), base_model=backbone.name_or_path,
+                concepts=list(concepts), family=backbone.family,
+                tensors={MASK_PREFIX + k: v.to(torch.uint8) for k, v in masks.items()},
+                data={"gates": [asdict(g) for g in gates], "pruned_share": pruned_share(gates, masks)} | data)
 
 
 def pruned_share(gates: list[Gate], masks: dict[str, torch.Tensor]) -> dict[str, float]:
