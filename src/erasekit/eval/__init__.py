@@ -10,6 +10,30 @@ from .toy_suite import (
     build_prompt_set,
     run_toy_suite,
 )
+from .detectors import (
+    NUDENET_ASR_CLASSES,
+    NUDENET_EXPOSED,
+    NUDENET_THRESHOLDS,
+    DetectorConfigError,
+    Detections,
+    NudeNetDetector,
+    detector_provenance,
+    nudenet_threshold,
+)
+from .metrics import (
+    ClassifierFeatures,
+    CLIPImageFeatures,
+    CLIPVisionLayers,
+    IncomparableReportsError,
+    MetricUnavailableError,
+    ToyClassifierLayers,
+    clip_score,
+    fid as fid_score,  # `fid` would shadow the submodule erasekit.eval.fid
+    lpips_style_distance,
+    nudity_removal_rate,
+    nudity_report,
+    ssim,
+)
 
 __all__ = [
     "GenerateFn",
@@ -21,4 +45,24 @@ __all__ = [
     "image_grid",
     "run_toy_suite",
     "write_html_report",
+    "NUDENET_ASR_CLASSES",
+    "NUDENET_EXPOSED",
+    "NUDENET_THRESHOLDS",
+    "DetectorConfigError",
+    "Detections",
+    "NudeNetDetector",
+    "detector_provenance",
+    "nudenet_threshold",
+    "ClassifierFeatures",
+    "CLIPImageFeatures",
+    "CLIPVisionLayers",
+    "IncomparableReportsError",
+    "MetricUnavailableError",
+    "ToyClassifierLayers",
+    "clip_score",
+    "fid_score",
+    "lpips_style_distance",
+    "nudity_removal_rate",
+    "nudity_report",
+    "ssim",
 ]
