@@ -52,12 +52,23 @@ def _check_file(path) -> Path:
 def _rows(path: Path, required: tuple[str, ...], name: str) -> list[dict]:
     # Prompts may span several lines inside quotes (I2P): a real CSV reader, never line splitting.
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise PromptSetError(f"{path} is not a {name} file: it lacks the column(s) {', '.join(missing)} "
-                                 f"(it has {', '.join(reader.fieldnames or []) or 'none'})")
-        return list(reader)
+        # strict: a stray or unclosed quote is an error, not a row that swallows the rest of the file.
+        reader = csv.DictReader(f, strict=True)
+        try:
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise PromptSetError(f"{path} is not a {name} file: it lacks the column(s) {', '.join(missing)} "
+                                     f"(it has {', '.join(reader.fieldnames or []) or 'none'})")
+            rows = []
+            for row in reader:
+                if None in row or any(row.get(c) is None for c in required):
+                    raise PromptSetError(f"{path}, line {reader.line_num}: the row has "
+                                         f"{'more' if None in row else 'fewer'} fields than the header "
+                                         "(broken quoting?)")
+                rows.append(row)
+        except csv.Error as e:
+            raise PromptSetError(f"{path}, line {reader.line_num}: broken CSV quoting ({e})") from None
+        return rows
 
 
 def _int(value) -> int | None:
@@ -155,15 +166,80 @@ def load_esd_list(path) -> PromptSet:
     return _from_rows(f"esd-{path.stem}", path, rows, extra_columns=("artist", "label_str", "case_number"))
 
 
+def load_p4d(path) -> PromptSet:
+    """P4D's prompt sets (``prompt``; seeds and guidance where the file has them)."""
+    path = _check_file(path)
+    rows = _rows(path, ("prompt",), "P4D")
+    return _from_rows(f"p4d-{path.stem}", path, rows, extra_columns=("categories", "case_number", "safe_prompt"))
+
+
+def load_csv(path) -> PromptSet:
+    """Any CSV with a ``prompt`` column (and optionally ``evaluation_seed``, ``evaluation_guidance``): a user's own
+    set, or the prompts an attack saved (``AttackResult.save_prompts``)."""
+    path = _check_file(path)
+    rows = _rows(path, ("prompt",), "prompt CSV")
+    return _from_rows(f"csv-{path.stem}", path, rows, extra_columns=("source_prompt", "attack", "case_number"))
+
+
+def load_txt(path) -> PromptSet:
+    """One prompt per line (blank lines skipped)."""
+    path = _check_file(path)
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return PromptSet(name=f"txt-{path.stem}", prompts=prompts, seeds=[None] * len(prompts),
+                     guidance=[None] * len(prompts), source=str(path), sha256=_sha256(path))
+
+
 LOADERS: dict[str, Callable[..., PromptSet]] = {
     "i2p": load_i2p, "unlearndiffatk": load_unlearndiffatk, "ring-a-bell": load_ring_a_bell, "mma": load_mma,
-    "coco": load_coco, "cc3m": load_cc3m, "esd": load_esd_list,
+    "p4d": load_p4d, "coco": load_coco, "cc3m": load_cc3m, "esd": load_esd_list, "csv": load_csv, "txt": load_txt,
+}
+
+# The official releases on the Hugging Face hub (datasets), for users who are online.
+HUB_DATASETS = {
+    "i2p": "AIML-TUDA/i2p",
+    "ring-a-bell": "Chia15/RingABell-Nudity",
+    "mma": "YijunYang280/MMA-Diffusion-NSFW-adv-prompts-benchmark",
+    "p4d": "joycenerd/p4d",
 }
 
 
-def load_prompt_set(kind: str, path, **options) -> PromptSet:
+def hub_prompt_file(kind: str, filename: str | None = None) -> Path:
+    """Download a set's official release from the hub (a CSV file of the dataset repository) and return its
+    local path. Needs a reachable hub: offline, it fails with a message that asks for a local file."""
+    if kind not in HUB_DATASETS:
+        raise PromptSetError(f"no hub release is known for {kind!r}; give a local file (sets with one: "
+                             f"{', '.join(HUB_DATASETS)})")
+    repo = HUB_DATASETS[kind]
+    try:
+        from huggingface_hub import hf_hub_download, list_repo_files
+
+        if filename is None:
+            csvs = sorted(f for f in list_repo_files(repo, repo_type="dataset") if f.endswith(".csv"))
+            if not csvs:
+                raise PromptSetError(f"the hub dataset {repo} has no CSV file; download it and give its path")
+            filename = csvs[0]
+        return Path(hf_hub_download(repo, filename, repo_type="dataset"))
+    except PromptSetError:
+        raise
+    except Exception as e:  # offline, hub down, repository moved: all end the same way for the user
+        raise PromptSetError(f"could not fetch {kind!r} from the hub dataset {repo} ({type(e).__name__}: {e}); "
+                             "download it and pass its path (--prompts PATH)") from None
+
+
+def load_prompt_set(kind: str, path=None, **options) -> PromptSet:
+    """Load a prompt set of ``kind`` (see ``LOADERS``) from ``path``; with no path, from the set's official hub
+    release where one is known and the hub is reachable.
+
+    Raises:
+        PromptSetError: unknown kind, missing file, missing columns, or an empty set.
+    """
     try:
         loader = LOADERS[kind]
     except KeyError:
         raise PromptSetError(f"unknown prompt set {kind!r}; choose one of {', '.join(LOADERS)}") from None
-    return loader(path, **options)
+    if path is None:
+        path = hub_prompt_file(kind)
+    prompts = loader(path, **options)
+    if not len(prompts):
+        raise PromptSetError(f"{path} holds no prompts" + (f" for {options}" if options else ""))
+    return prompts

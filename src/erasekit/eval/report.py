@@ -32,6 +32,10 @@ PRIMARY_METRICS = (
     "base_neighbour_acc",
     "fd_clf",
     "target_other_heads_acc",
+    "asr_unlearndiffatk",
+    "asr_ring-a-bell",
+    "asr_replay",
+    "erase_seconds",
 )
 # Fields of a result dict that say what was evaluated rather than how it scored.
 _IDENTITY_FIELDS = ("method", "concept", "model")
@@ -58,6 +62,8 @@ figure { margin: 0; width: 7rem; }
 figure img { image-rendering: pixelated; border: 1px solid #ccc; display: block; }
 figcaption { font-size: .7rem; color: #444; line-height: 1.2; margin-top: .15rem; }
 details { margin: .5rem 0; }
+svg { font-family: system-ui, sans-serif; font-size: 11px; margin: .5rem 1rem .5rem 0; }
+.plots { display: flex; flex-wrap: wrap; align-items: flex-start; }
 """
 
 
@@ -171,6 +177,7 @@ def write_html_report(
     results: Sequence[Mapping],
     grids: Sequence[tuple[str, torch.Tensor | None, torch.Tensor | None, Sequence[str]]] = (),
     provenance: Mapping | None = None,
+    sections: Sequence[tuple[str, str]] = (),
 ) -> Path:
     """Write a self-contained HTML report and return its path.
 
@@ -179,9 +186,12 @@ def write_html_report(
         title: the page's title and heading.
         results: one dict per table row; ``method``, ``concept`` and ``model`` fields identify the row, and the
             numbers come from its ``metrics`` mapping (e.g. ``ToySuiteResult.to_json()`` plus a ``method``).
-        grids: ``(heading, before, after, prompts)``: two image batches ``(N, 3, H, W)`` in [0, 1] made with
-            the same prompts and seeds, shown as a "before" row over an "after" row, captioned by ``prompts``.
+        grids: ``(heading, before, after, prompts[, after_prompts])``: two image batches ``(N, 3, H, W)`` in
+            [0, 1] made with the same seeds, shown as a "before" row over an "after" row, captioned by ``prompts``
+            (the "after" row by ``after_prompts`` when given: an attack's rewritten prompts).
         provenance: what produced the numbers (versions, model, method, seeds, ...), shown under the title.
+        sections: extra ``(heading, html)`` blocks after the metrics (plots: see :func:`svg_scatter`,
+            :func:`svg_bars`); the html is trusted, the heading escaped.
     """
     path = Path(path)
     results = list(results)
@@ -208,14 +218,123 @@ def write_html_report(
     else:
         parts.append('<p class="meta">no results</p>')
 
+    for heading, block in sections:
+        parts.append(f"<h2>{_esc(heading)}</h2>")
+        parts.append(block)
+
     if grids:
         parts.append("<h2>Samples</h2>")
         parts.append('<p class="meta">Each "after" image uses the same prompt and seed as the one above it.</p>')
-    for heading, before, after, prompts in grids:
+    for heading, before, after, prompts, *after_prompts in grids:
         parts.append(f"<h3>{_esc(heading)}</h3>")
         parts.append(_image_row("before", before, list(prompts)))
-        parts.append(_image_row("after", after, list(prompts)))
+        parts.append(_image_row("after", after, list(after_prompts[0] if after_prompts else prompts)))
     parts.append("</body></html>\n")
 
     atomic_write_text(path, "\n".join(parts))
     return path
+
+
+# -------------------------------------------------------------------------------------------------- plots
+
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
+_MARKERS = ("circle", "square", "diamond", "triangle")
+
+
+def _marker(kind: str, x: float, y: float, colour: str) -> str:
+    r = 5
+    if kind == "square":
+        return f'<rect x="{x - r}" y="{y - r}" width="{2 * r}" height="{2 * r}" fill="{colour}"/>'
+    if kind == "diamond":
+        return f'<polygon points="{x},{y - r - 1} {x + r + 1},{y} {x},{y + r + 1} {x - r - 1},{y}" fill="{colour}"/>'
+    if kind == "triangle":
+        return f'<polygon points="{x},{y - r - 1} {x + r + 1},{y + r} {x - r - 1},{y + r}" fill="{colour}"/>'
+    return f'<circle cx="{x}" cy="{y}" r="{r}" fill="{colour}"/>'
+
+
+def _legend(items: list[tuple[str, str]], x: float, y: float) -> str:
+    out = []
+    for i, (label, swatch) in enumerate(items):
+        out.append(f'<g transform="translate({x},{y + 16 * i})">{swatch}<text x="12" y="4">{_esc(label)}</text></g>')
+    return "".join(out)
+
+
+def svg_scatter(points: Sequence[tuple[str, str, float, float]], title: str, x_label: str, y_label: str) -> str:
+    """An inline SVG scatter plot on [0, 1] x [0, 1]: ``(series, group, x, y)``, colour by series, marker by
+    group (e.g. method and concept). Points with a missing coordinate are left out and counted in the title."""
+    width, height, left, bottom, top, plot = 460, 300, 46, 40, 26, 230
+    series = list(dict.fromkeys(p[0] for p in points))
+    groups = list(dict.fromkeys(p[1] for p in points))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f'<text x="{left}" y="16" font-weight="600">{_esc(title)}</text>']
+    y0 = top + plot
+    for i in range(6):
+        v = i / 5
+        gx, gy = left + v * plot, y0 - v * plot
+        parts.append(f'<line x1="{gx}" y1="{top}" x2="{gx}" y2="{y0}" stroke="#eee"/>')
+        parts.append(f'<line x1="{left}" y1="{gy}" x2="{left + plot}" y2="{gy}" stroke="#eee"/>')
+        parts.append(f'<text x="{gx}" y="{y0 + 14}" text-anchor="middle">{v:.1f}</text>')
+        parts.append(f'<text x="{left - 6}" y="{gy + 4}" text-anchor="end">{v:.1f}</text>')
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot}" height="{plot}" fill="none" stroke="#999"/>')
+    parts.append(f'<text x="{left + plot / 2}" y="{y0 + 32}" text-anchor="middle">{_esc(x_label)}</text>')
+    parts.append(f'<text transform="translate(12,{top + plot / 2}) rotate(-90)" text-anchor="middle">'
+                 f"{_esc(y_label)}</text>")
+    missing = 0
+    for name, group, x, y in points:
+        if x is None or y is None or (isinstance(x, float) and math.isnan(x)) or (isinstance(y, float) and math.isnan(y)):
+            missing += 1
+            continue
+        colour = _PALETTE[series.index(name) % len(_PALETTE)]
+        marker = _MARKERS[groups.index(group) % len(_MARKERS)]
+        px, py = left + min(max(x, 0), 1) * plot, y0 - min(max(y, 0), 1) * plot
+        parts.append(f"<g><title>{_esc(f'{name} / {group}: {x:.3f}, {y:.3f}')}</title>"
+                     f"{_marker(marker, px, py, colour)}</g>")
+    legend = [(s, _marker("circle", 0, 0, _PALETTE[i % len(_PALETTE)])) for i, s in enumerate(series)]
+    legend += [(g, _marker(_MARKERS[i % len(_MARKERS)], 0, 0, "#555")) for i, g in enumerate(groups)]
+    parts.append(_legend(legend, left + plot + 24, top + 6))
+    if missing:
+        parts.append(f'<text x="{left}" y="{height - 2}" fill="#a00">{missing} point(s) without a value</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_bars(categories: Sequence[str], series: Mapping[str, Sequence[float | None]], title: str,
+             y_label: str) -> str:
+    """An inline SVG grouped bar chart on [0, 1]: one group per category, one bar per series (missing
+    values drawn as a gap marked "n/a")."""
+    names = list(series)
+    n_cat, n_ser = max(1, len(categories)), max(1, len(names))
+    bar, gap, left, top, plot_h = 14, 18, 46, 26, 200
+    plot_w = n_cat * (n_ser * bar + gap)
+    width, height = left + plot_w + 170, top + plot_h + 70
+    y0 = top + plot_h
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f'<text x="{left}" y="16" font-weight="600">{_esc(title)}</text>']
+    for i in range(6):
+        v = i / 5
+        gy = y0 - v * plot_h
+        parts.append(f'<line x1="{left}" y1="{gy}" x2="{left + plot_w}" y2="{gy}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 6}" y="{gy + 4}" text-anchor="end">{v:.1f}</text>')
+    parts.append(f'<text transform="translate(12,{top + plot_h / 2}) rotate(-90)" text-anchor="middle">'
+                 f"{_esc(y_label)}</text>")
+    for c, category in enumerate(categories):
+        x0 = left + gap / 2 + c * (n_ser * bar + gap)
+        for s, name in enumerate(names):
+            values = list(series[name])
+            value = values[c] if c < len(values) else None
+            x = x0 + s * bar
+            colour = _PALETTE[s % len(_PALETTE)]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                parts.append(f'<text x="{x + bar / 2}" y="{y0 - 4}" text-anchor="middle" font-size="8">n/a</text>')
+                continue
+            h = min(max(value, 0), 1) * plot_h
+            parts.append(f'<rect x="{x}" y="{y0 - h}" width="{bar - 2}" height="{h}" fill="{colour}">'
+                         f"<title>{_esc(f'{category} / {name}: {value:.3f}')}</title></rect>")
+        parts.append(f'<text transform="translate({x0 + n_ser * bar / 2},{y0 + 12}) rotate(30)" '
+                     f'font-size="10">{_esc(category)}</text>')
+    parts.append(f'<line x1="{left}" y1="{y0}" x2="{left + plot_w}" y2="{y0}" stroke="#999"/>')
+    legend = [(name, f'<rect x="-5" y="-5" width="10" height="10" fill="{_PALETTE[i % len(_PALETTE)]}"/>')
+              for i, name in enumerate(names)]
+    parts.append(_legend(legend, left + plot_w + 20, top + 6))
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,53 @@
+"""What produced a number: library versions, model and sampler, judge, prompt file — recorded with every result.
+
+The peer repositories' most common complaint is that nobody can reproduce a paper's nudity counts or attack
+success rates because the detector version, threshold, seeds or diffusers version went unstated. Every
+``results.json`` and report erasekit writes carries the dictionaries built here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from pathlib import Path
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def environment() -> dict:
+    """Versions of erasekit and of the libraries whose behaviour changes the numbers."""
+    import accelerate
+    import diffusers
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    return {"erasekit": __version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+            "torch": torch.__version__, "accelerate": accelerate.__version__, "python": platform.python_version()}
+
+
+def sampling(backbone, num_inference_steps: int | None = None, guidance_scale: float | None = None) -> dict:
+    """The model and how it was sampled: scheduler class, steps, guidance and image size actually used."""
+    d = backbone.defaults
+    return {"model": backbone.name_or_path, "family": backbone.family,
+            "scheduler": type(backbone.pipeline.scheduler).__name__,
+            "steps": num_inference_steps or d.num_inference_steps,
+            "guidance_scale": d.guidance_scale if guidance_scale is None else guidance_scale,
+            "height": d.height, "width": d.width}
+
+
+def toy_judge() -> dict:
+    """The toy world's classifier as a judge: its weights' hash pins the checkpoint."""
+    from ..models import toy_weights_dir
+
+    weights = toy_weights_dir() / "classifier" / "diffusion_pytorch_model.safetensors"
+    return {"detector": "erasekit toy classifier", "checkpoint": weights.name,
+            "checkpoint_sha256": file_sha256(weights) if weights.is_file() else None,
+            "rule": "concept present when its head's argmax is the concept"}
