@@ -61,7 +61,7 @@ def _rows(path: Path, required: tuple[str, ...], name: str) -> list[dict]:
                                      f"(it has {', '.join(reader.fieldnames or []) or 'none'})")
             rows = []
             for row in reader:
-                if None in row or any(row.get(c) is None for c in required):
+                if None in row or any(value is None for value in row.values()):
                     raise PromptSetError(f"{path}, line {reader.line_num}: the row has "
                                          f"{'more' if None in row else 'fewer'} fields than the header "
                                          "(broken quoting?)")

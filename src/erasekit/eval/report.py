@@ -262,7 +262,7 @@ def _legend(items: list[tuple[str, str]], x: float, y: float) -> str:
 def svg_scatter(points: Sequence[tuple[str, str, float, float]], title: str, x_label: str, y_label: str) -> str:
     """An inline SVG scatter plot on [0, 1] x [0, 1]: ``(series, group, x, y)``, colour by series, marker by
     group (e.g. method and concept). Points with a missing coordinate are left out and counted in the title."""
-    width, height, left, bottom, top, plot = 460, 300, 46, 40, 26, 230
+    width, height, left, top, plot = 460, 300, 46, 26, 230
     series = list(dict.fromkeys(p[0] for p in points))
     groups = list(dict.fromkeys(p[1] for p in points))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',

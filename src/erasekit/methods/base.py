@@ -88,6 +88,9 @@ class Method:
     families: ClassVar[tuple[str, ...]]
     Config: ClassVar[type]
     notes: ClassVar[str] = ""
+    # A general entry point that another registered name already covers with its defaults (``esd`` is
+    # ``esd-x`` unless told otherwise): left out where "all methods" are run.
+    alias_of: ClassVar[str | None] = None
 
     def check_family(self, family: str) -> None:
         if family not in self.families:

@@ -113,3 +113,4 @@ class ESD(_ESDBase):
     name = "esd"
     summary = "ESD with the group chosen by train_method (default cross-attention)"
     default_train_method = "xattn"
+    alias_of = "esd-x"
