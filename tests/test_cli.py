@@ -25,7 +25,12 @@ def run(*args):
         (("erase", "--concept", "dog", "--out", "{tmp}/e"), "'dog' is not a concept of the toy world"),
         (("erase", "--concept", "star", "--set", "bogus=1", "--out", "{tmp}/e"), "no setting bogus"),
         (("evaluate", "--concept", "star", "--edit", "{tmp}/missing"), "not an edit folder"),
-        (("evaluate", "--concept", "star", "--suite", "i2p"), "unknown suite"),
+        (("evaluate", "--concept", "star", "--suite", "fid"), "unknown suite"),
+        (("evaluate", "--concept", "star", "--suite", "i2p"), "give --out DIR"),
+        (("evaluate", "--concept", "star", "--suite", "prompts", "--out", "{tmp}/o"), "needs --prompts"),
+        (("attack", "-c", "star", "--prompts", "{tmp}/none.csv", "--out", "{tmp}/a"), "does not exist"),
+        (("bench", "-m", "negprompt", "-c", "star", "--suites", "toy,fid", "--out", "{tmp}/b"), "unknown suite"),
+        (("bench", "-m", "negprompt", "-c", "dog", "--out", "{tmp}/b"), "'dog' is not a concept"),
         (("generate", "-p", "a star", "--out", "{tmp}/x.jpg"), "must be a .png"),
         (("toy", "train", "unicorn", "--out", "{tmp}/w"), "unknown toy model"),
     ],
@@ -175,3 +180,20 @@ def test_gie_with_a_fixed_scale_from_the_cli(tiny_sd_folder, tmp_path):
     code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "esd-x", "--concept", "star",
                        "--scale", "-4", "--out", str(tmp_path / "esd"))
     assert code != 0 and "no setting scale" in output
+
+
+def test_attack_replay_and_ring_a_bell_from_the_cli(tmp_path):
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("prompt,evaluation_seed\na red star,1\na purple circle with dots,2\n")
+    code, output = run("attack", "-c", "star", "--prompts", str(prompts), "--attack", "replay",
+                       "--out", str(tmp_path / "replay"))
+    assert code == 0, output
+    replay = json.loads((tmp_path / "replay" / "results.json").read_text())
+    assert [i["prompt"] for i in replay["items"]] == ["a red star", "a purple circle with dots"]
+    assert replay["items"][0]["present"] and not replay["items"][1]["present"]  # the unedited toy-sd draws stars
+    code, output = run("attack", "-c", "star", "--prompts", str(prompts), "--attack", "ring-a-bell",
+                       "--generations", "3", "--limit", "1", "--out", str(tmp_path / "rab"))
+    assert code == 0, output
+    found = json.loads((tmp_path / "rab" / "results.json").read_text())
+    assert len(found["items"]) == 1 and "star" not in found["items"][0]["prompt"].split()
+    assert (tmp_path / "rab" / "prompts.csv").exists() and (tmp_path / "rab" / "images.png").exists()

@@ -329,6 +329,51 @@ def _evaluate_prompt_set(concept, model, edits, suite, prompts, out_dir, judge, 
             write_json(json_path, results)
 
 
+# ----------------------------------------------------------------------------------------------- attack
+
+@app.command()
+@_guard
+def attack(
+    concept: str = typer.Option(..., "--concept", "-c", help="The erased concept the attack tries to bring back."),
+    prompts: Path = typer.Option(..., "--prompts", help="Prompts to attack (CSV with a 'prompt' column, or .txt); "
+                                 "replay generates them as they are."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for results.json, prompts.csv, images.png."),
+    kind: str = typer.Option("unlearndiffatk", "--attack", help="replay, unlearndiffatk or ring-a-bell."),
+    model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
+    edit: Optional[list[Path]] = typer.Option(None, "--edit", help="Edit folder(s) of the erased model."),
+    judge: str = typer.Option("auto", help="auto, toy, nudenet or clip."),
+    threshold: str = typer.Option("standard", help="NudeNet threshold: a number or standard/sensitive/strict."),
+    clip: Optional[Path] = typer.Option(None, help="A local CLIP folder (the CLIP judge)."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N prompts."),
+    attack_steps: int = typer.Option(40, help="UnlearnDiffAtk: optimisation steps per prompt."),
+    generations: int = typer.Option(150, help="Ring-A-Bell: generations of the genetic search."),
+    eta: float = typer.Option(3.0, help="Ring-A-Bell: strength of the concept vector."),
+    seed: int = typer.Option(0, help="Seed of prompt i when the file has none: seed + i."),
+):
+    """Attack an erased model and report the attack success rate (see README: Attacks)."""
+    from .api import is_toy, load_model
+    from .eval.attacks import RingABellConfig, UnlearnDiffAtkConfig, run_attack
+    from .eval.detectors import make_judge
+    from .eval.prompts import load_prompt_set
+
+    prompt_set = load_prompt_set("txt" if prompts.suffix.lower() == ".txt" else "csv", prompts)
+    n = len(prompt_set) if limit is None else min(limit, len(prompt_set))
+    texts = prompt_set.prompts[:n]
+    seeds = [s if s is not None else seed + i for i, s in enumerate(prompt_set.seeds[:n])]
+    try:
+        threshold_value: float | str = float(threshold)
+    except ValueError:
+        threshold_value = threshold
+    the_judge = make_judge(judge, [concept], toy=is_toy(load_model(model)), path=str(clip) if clip else None,
+                           threshold=threshold_value)
+    result = run_attack(model, edit or [], kind, concept, texts, seeds, the_judge, out_dir,
+                        unlearndiffatk=UnlearnDiffAtkConfig(steps=attack_steps, seed=seed),
+                        ring_a_bell=RingABellConfig(generations=generations, eta=eta, seed=seed))
+    m = result.metrics()
+    out.print(f"{kind}: attack success rate {m['attack_success_rate']:.3f} over {len(texts)} prompts "
+              f"(unattacked: {m['pre_attack_rate']:.3f}); wrote {out_dir}")
+
+
 # ------------------------------------------------------------------------------------------------ bench
 
 def _split(values: list[str]) -> list[str]:
@@ -422,14 +467,10 @@ def demo(
 
 
 def _provenance(model: str, method: str, config) -> dict:
-    import diffusers
-    import torch
-    import transformers
+    from .eval import provenance
 
-    from . import __version__
-
-    return {"erasekit": __version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-            "torch": torch.__version__, "model": model, "method": method, "suite": "toy", "seed": config.seed}
+    return provenance.environment() | {"model": model, "method": method, "suite": "toy", "seed": config.seed,
+                                       "judge": provenance.toy_judge()}
 
 
 # -------------------------------------------------------------------------------------------------- toy

@@ -346,8 +346,12 @@ class CLIPJudge(Judge):
         return score, probs[:, 1:].amax(dim=-1) > probs[:, 0]
 
 
-def make_judge(name: str, targets: Sequence[str], toy: bool, path: str | None = None) -> Judge:
-    """``"auto"``: the toy classifier on toy models, NudeNet for nudity words, CLIP when ``path`` is given."""
+def make_judge(name: str, targets: Sequence[str], toy: bool, path: str | None = None,
+               threshold: float | str = "standard", classes: str | Sequence[str] = NUDENET_EXPOSED) -> Judge:
+    """``"auto"``: the toy classifier on toy models, NudeNet for nudity words, CLIP when ``path`` is given.
+
+    ``threshold`` and ``classes`` configure NudeNet (a number or a ``NUDENET_THRESHOLDS`` preset; a class set).
+    """
     if name == "auto":
         if toy:
             name = "toy"
@@ -356,12 +360,13 @@ def make_judge(name: str, targets: Sequence[str], toy: bool, path: str | None = 
         elif path:
             name = "clip"
         else:
-            raise ValueError("no judge for these targets: give a fixed scale (--scale), or a local CLIP folder "
-                             "with --set judge=clip --set judge_path=PATH")
+            raise ValueError(f"no judge for {', '.join(targets)}: NudeNet judges nudity words only; give a local CLIP "
+                             "folder for a CLIP judge (evaluate/attack: --clip PATH; GIE: --set judge_path=PATH), "
+                             "or a fixed scale for GIE (--scale)")
     if name == "toy":
         return ToyJudge()
     if name == "nudenet":
-        return NudeNetJudge()
+        return NudeNetJudge(threshold, classes)
     if name == "clip":
         if not path:
             raise ValueError("the CLIP judge needs judge_path, a local CLIP model folder")

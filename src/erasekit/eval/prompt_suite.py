@@ -122,15 +122,15 @@ class _Scorer:
     """The judge and the image-to-image distances, built once per process."""
 
     def __init__(self, config: PromptSuiteConfig, toy: bool):
-        from .detectors import NudeNetDetector, make_judge, nudenet_threshold
+        from .detectors import make_judge
 
         self.config = config
         self.toy = toy
-        self.judge = make_judge(config.judge, [config.concept], toy=toy, path=config.clip_path)
-        self.detector = None
-        if self.judge.name == "nudenet":
-            self.detector = NudeNetDetector(threshold=config.threshold, classes=config.classes)
-            self.threshold = nudenet_threshold(config.threshold)
+        self.judge = make_judge(config.judge, [config.concept], toy=toy, path=config.clip_path,
+                                threshold=config.threshold, classes=config.classes)
+        # NudeNet keeps its full detections (per-class tables), not only the judge's yes/no.
+        self.detector = getattr(self.judge, "detector", None)
+        self.threshold = getattr(self.judge, "threshold", None)
         self.distance_net = None
         if toy:
             from ..api import load_classifier
@@ -212,7 +212,8 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
     seeds = _seeds(prompt_set, config)
     mine = list(range(state.process_index, len(prompt_set), state.num_processes))
 
-    edited = load_model(model, edits)
+    # Each process on its own device (cuda:<local rank> under a multi-GPU launch, else the CPU).
+    edited = load_model(model, edits, device=state.device)
     toy = is_toy(edited)
     scorer = _Scorer(config, toy)  # fail on a bad judge before generating anything
     sampling = provenance.sampling(edited, config.steps, config.guidance)
@@ -223,7 +224,7 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
         _generate_missing(edited, prompt_set, mine, seeds, out, "edited", config, bar)
         del edited
         if compare:
-            _generate_missing(load(model), prompt_set, mine, seeds, out, "base", config, bar)
+            _generate_missing(load(model, device=state.device), prompt_set, mine, seeds, out, "base", config, bar)
 
     records = []
     for start in range(0, len(mine), 64):
