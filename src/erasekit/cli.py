@@ -269,6 +269,9 @@ def evaluate(
                                     clip, limit, steps, batch_size, seed, json_path)
     if suite != "toy":
         raise ValueError(f"unknown suite '{suite}'; choose toy or a prompt set: {', '.join(PROMPT_SUITES)}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("the toy suite runs in one process (it takes about a minute); shard the prompt-set suites "
+                         "with accelerate instead")
     config = ToySuiteConfig(concept=concept, n_target=n_target, n_synonym=n_synonym, n_preserve=n_preserve,
                             n_neighbour=n_neighbour, seed=seed)
     result = evaluate_toy(model, concept, edit or [], config)
