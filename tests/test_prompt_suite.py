@@ -50,7 +50,8 @@ def test_prompt_suite_toy_judge_writes_images_and_resumes(tmp_path, prompt_file,
     first = run_prompt_suite("toy-sd", [negprompt_edit], prompts, _config(), out, progress=False)
     assert first["metrics"]["n_images"] == 5 and first["failed"] == []
     assert sorted(p.name for p in (out / "images" / "edited").iterdir()) == [f"{i:05d}.png" for i in range(5)]
-    assert {"base_detection_rate", "removal_rate", "mean_ssim", "mean_lpips_style"} <= set(first["metrics"])
+    assert {"base_detection_rate", "removal_rate", "mean_ssim", "mean_lpips_style", "fid_toy_vs_base"} <= \
+        set(first["metrics"])
     assert [r["seed"] for r in first["items"]] == [1, 2, 3, 4, 5]
     assert first["provenance"]["prompt_set"]["rows"] == 5 and first["provenance"]["judge"]["checkpoint_sha256"]
 
@@ -95,6 +96,19 @@ def test_prompt_suite_keeps_detector_failures_out_of_the_rates(tmp_path, prompt_
     report = result["nudenet"]["edited"]
     assert report["n_judged"] == 4 and report["failed"] == [2] and len(report["per_class"]) == 9
     assert result["provenance"]["judge"]["threshold"] == 0.45
+
+
+@pytest.mark.toy_weights
+def test_prompt_suite_clip_score_and_fid_from_a_local_clip(tmp_path, prompt_file, negprompt_edit, tiny_clip):
+    prompts = load_prompt_set("csv", prompt_file)
+    result = run_prompt_suite("toy-sd", [negprompt_edit], prompts, _config(clip_path=str(tiny_clip), limit=3),
+                              tmp_path / "clip", progress=False)
+    m = result["metrics"]
+    assert m["n_images"] == 3 and 0 <= m["clip_score"] <= 100 and 0 <= m["base_clip_score"] <= 100
+    assert m["fid_clip_vs_base"] >= 0
+    with pytest.raises(ErasekitError, match="no model at"):
+        run_prompt_suite("toy-sd", [negprompt_edit], prompts, _config(clip_path=str(tmp_path / "nowhere"), limit=2),
+                         tmp_path / "noclip", progress=False)
 
 
 def test_merge_refuses_missing_or_doubled_prompts(tmp_path):

@@ -126,6 +126,10 @@ class _Scorer:
 
         self.config = config
         self.toy = toy
+        if config.clip_path:
+            from .metrics import _local_model_dir
+
+            _local_model_dir(config.clip_path, "--clip")  # a wrong path fails now, not after the generation
         self.judge = make_judge(config.judge, [config.concept], toy=toy, path=config.clip_path,
                                 threshold=config.threshold, classes=config.classes)
         # NudeNet keeps its full detections (per-class tables), not only the judge's yes/no.
@@ -247,6 +251,7 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
         return None
     merged = merge_shards(out, state.num_processes, len(prompt_set))
     results = summarise(merged, scorer, compare)
+    results["metrics"].update(set_metrics(out, prompt_set, scorer, compare))
     results["provenance"] = (provenance.environment() | sampling | {"judge": scorer.provenance()}
                              | {"prompt_set": prompt_set.provenance(), "seeds": "the set's evaluation_seed column"
                                 if any(s is not None for s in prompt_set.seeds) else f"seed + index, seed={config.seed}",
@@ -254,6 +259,36 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
     results["config"] = asdict(config)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=_nan_to_null))
     return results
+
+
+def _image_batches(out: Path, which: str, n: int, size: int = 64):
+    for start in range(0, n, size):
+        yield torch.stack([_read_png(_png_path(out, which, i)) for i in range(start, min(n, start + size))])
+
+
+def set_metrics(out: Path, prompt_set: PromptSet, scorer: _Scorer, compare: bool) -> dict[str, float]:
+    """Metrics over the whole image set, on the main process: CLIP score (with a local CLIP folder) and the
+    Fréchet distance of the edited images to the unedited ones (CLIP features, or the toy classifier's on toy
+    models). Utility numbers: on COCO prompts they are the papers' CLIP score and (CLIP-)FID."""
+    from .metrics import ClassifierFeatures, clip_score, fid
+
+    n = len(prompt_set)
+    metrics: dict[str, float] = {}
+    clip_path = scorer.config.clip_path
+    if clip_path:
+        for which in ["edited"] + (["base"] if compare else []):
+            total = 0.0
+            for start, images in zip(range(0, n, 64), _image_batches(out, which, n)):
+                total += clip_score(images, prompt_set.prompts[start:start + len(images)], clip_path) * len(images)
+            metrics["clip_score" if which == "edited" else "base_clip_score"] = total / n
+    if compare and n >= 2:
+        if clip_path:
+            metrics["fid_clip_vs_base"] = fid(_image_batches(out, "base", n), _image_batches(out, "edited", n),
+                                              "clip", model_path=clip_path)
+        elif scorer.toy:
+            metrics["fid_toy_vs_base"] = fid(_image_batches(out, "base", n), _image_batches(out, "edited", n),
+                                             ClassifierFeatures(scorer.distance_net))
+    return metrics
 
 
 def _head(prompt_set: PromptSet, n: int) -> PromptSet:
