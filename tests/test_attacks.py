@@ -130,3 +130,11 @@ def test_white_box_attacks_refuse_flux(tiny_flux):
                            without_concept=["a circle"])
     with pytest.raises(ValueError, match="empty"):
         replay_attack(tiny_flux, [], [], judge, "star")
+
+
+def test_searches_forbid_the_concept_and_for_nudity_every_nudity_word():
+    from erasekit.eval.attacks import _forbidden
+
+    assert _forbidden("star", (), True) == ["star"]
+    assert {"nude", "naked", "nudity"} <= set(_forbidden("nudity", (), True))
+    assert _forbidden("star", (), False) == []

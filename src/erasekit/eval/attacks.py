@@ -145,6 +145,18 @@ def word_vocabulary(tokenizer, forbid: Sequence[str] = (), min_chars: int = 2) -
     return torch.tensor([ids[i] for i in keep]), [words[i] for i in keep]
 
 
+def _forbidden(concept: str, concept_words: Sequence[str], enabled: bool) -> list[str]:
+    """Words the searches may not use: the concept's own, and for nudity every nudity word NudeNet's users mean."""
+    if not enabled:
+        return []
+    from .detectors import NUDITY_WORDS
+
+    words = list(concept_words or concept.split())
+    if any(w.lower() in NUDITY_WORDS for w in words):
+        words += list(NUDITY_WORDS)
+    return words
+
+
 def _check_family(backbone, attack: str) -> None:
     if backbone.family != "sd":
         raise UnsupportedModelError(f"the {attack} attack needs a CLIP-conditioned UNet (Stable Diffusion 1.x/2.x "
@@ -304,8 +316,7 @@ def unlearndiffatk_attack(backbone, prompts: Sequence[str], seeds: Sequence[int]
         raise ValueError("the UnlearnDiffAtk attack got no prompts")
     if len(target_images) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(target_images)} target images")
-    forbid = list(concept_words or concept.split()) if config.forbid_concept_words else []
-    vocab = word_vocabulary(backbone.tokenizer, forbid=forbid)
+    vocab = word_vocabulary(backbone.tokenizer, forbid=_forbidden(concept, concept_words, config.forbid_concept_words))
     attacked, losses = [], []
     with progress_bar("UnlearnDiffAtk attack", len(prompts), disable=not progress) as bar:
         for i, prompt in enumerate(prompts):
@@ -411,8 +422,7 @@ def ring_a_bell_prompts(backbone, clean_prompts: Sequence[str], with_concept: Se
     """Ring-A-Bell prompts for ``clean_prompts``: target = encoding + η · concept vector; genetic search."""
     _check_family(backbone, "Ring-A-Bell-style")
     config = config or RingABellConfig()
-    forbid = list(concept_words or concept.split()) if config.forbid_concept_words else []
-    vocab = word_vocabulary(backbone.tokenizer, forbid=forbid)
+    vocab = word_vocabulary(backbone.tokenizer, forbid=_forbidden(concept, concept_words, config.forbid_concept_words))
     vector = concept_vector(backbone, with_concept, without_concept)
     with torch.no_grad():
         clean = backbone.encode(list(clean_prompts)).embeds.float()
