@@ -185,3 +185,5 @@ def test_two_accelerate_processes_equal_one(tmp_path, prompt_file, negprompt_edi
         edited = [(tmp_path / d / "images" / "edited" / f"{i:05d}.png").read_bytes() for d in ("one", "two")]
         assert edited[0] == edited[1]
     assert one["metrics"]["detection_rate"] == two["metrics"]["detection_rate"]
+    # Set-level metrics are computed by the main process alone, over every image (no cross-process gather).
+    assert one["metrics"]["fid_toy_vs_base"] == pytest.approx(two["metrics"]["fid_toy_vs_base"], rel=1e-4)

@@ -23,6 +23,12 @@ from ..errors import ErasekitError, ModelNotFoundError
 from .detectors import NUDENET_EXPOSED, Detections, nudenet_classes, nudenet_threshold
 
 
+# Every metric here is computed on the images one process was given. Under an accelerate launch torchmetrics would
+# otherwise gather its state from every process at compute(): wrong numbers, or a hang when only the main process
+# computes (the prompt suite's set-level metrics).
+_LOCAL = {"sync_on_compute": False}
+
+
 class MetricUnavailableError(ErasekitError):
     """A metric needs an optional package that is not installed."""
 
@@ -229,7 +235,7 @@ def clip_score(images: torch.Tensor, prompts: Sequence[str], model_path: str | P
         model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).eval()
         return _TensorCLIP(model).to(images.device), CLIPProcessor.from_pretrained(folder, local_files_only=True)
 
-    metric = CLIPScore(model_name_or_path=load).to(images.device)
+    metric = CLIPScore(model_name_or_path=load, **_LOCAL).to(images.device)
     for start in range(0, len(images), batch_size):
         chunk = (images[start:start + batch_size] * 255).round().to(torch.uint8)
         metric.update(chunk, prompts[start:start + batch_size])
@@ -352,7 +358,8 @@ def _inception_metric(weights_path: str | Path | None):
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     # normalize=True: the built-in extractor gets float [0, 1] images and turns them into uint8 itself.
-    return FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=str(weights_path))
+    return FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=str(weights_path),
+                                    **_LOCAL)
 
 
 def fid(real_images: torch.Tensor | Iterable[torch.Tensor], fake_images: torch.Tensor | Iterable[torch.Tensor],
@@ -388,7 +395,7 @@ def fid(real_images: torch.Tensor | Iterable[torch.Tensor], fake_images: torch.T
                 feature.num_features = int(feature(first[:1]).shape[-1])
         # A custom module gets the images exactly as given; normalize=True only tells torchmetrics they are float
         # (with normalize=False it would assume uint8 when it probes the module).
-        metric = FrechetInceptionDistance(feature=feature, normalize=True)
+        metric = FrechetInceptionDistance(feature=feature, normalize=True, **_LOCAL)
     metric = metric.to(first.device)
     metric.update(first, real=True)
     for batch in real_batches:
@@ -495,5 +502,5 @@ def ssim(images: torch.Tensor, references: torch.Tensor, data_range: float = 1.0
     if images.shape != references.shape:
         raise ValueError(f"images and references must have the same shape: {tuple(images.shape)} vs "
                          f"{tuple(references.shape)}")
-    metric = StructuralSimilarityIndexMeasure(data_range=data_range, reduction="none").to(images.device)
+    metric = StructuralSimilarityIndexMeasure(data_range=data_range, reduction="none", **_LOCAL).to(images.device)
     return metric(images, references.to(images.device)).reshape(-1).cpu()
