@@ -49,7 +49,7 @@ h1 { font-size: 1.6rem; margin-bottom: .3rem; }
 h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
 h3 { font-size: 1rem; margin: 1rem 0 .4rem; }
 .meta { color: #666; font-size: .85rem; }
-table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0; }
+table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0; display: block; overflow-x: auto; }
 th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: right; }
 th { background: #f5f5f7; }
 td.id, th.id { text-align: left; }
