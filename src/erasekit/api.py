@@ -29,8 +29,9 @@ from .toy import world
 from .toy.classifier import ToyClassifier
 
 
-def is_toy(backbone: Backbone) -> bool:
-    name = str(backbone.name_or_path)
+def is_toy(model: Backbone | str | Path) -> bool:
+    """Whether ``model`` (a Backbone, or the name or folder it would be loaded from) is a toy model."""
+    name = str(model.name_or_path if isinstance(model, Backbone) else model)
     return name in TOY_MODELS or Path(name).resolve().parent == toy_weights_dir()
 
 

@@ -354,7 +354,7 @@ def attack(
     seed: int = typer.Option(0, help="Seed of prompt i when the file has none: seed + i."),
 ):
     """Attack an erased model and report the attack success rate (see README: Attacks)."""
-    from .api import is_toy, load_model
+    from .api import is_toy
     from .eval.attacks import RingABellConfig, UnlearnDiffAtkConfig, run_attack
     from .eval.detectors import make_judge
     from .eval.prompts import load_prompt_set
@@ -367,7 +367,7 @@ def attack(
         threshold_value: float | str = float(threshold)
     except ValueError:
         threshold_value = threshold
-    the_judge = make_judge(judge, [concept], toy=is_toy(load_model(model)), path=str(clip) if clip else None,
+    the_judge = make_judge(judge, [concept], toy=is_toy(model), path=str(clip) if clip else None,
                            threshold=threshold_value)
     result = run_attack(model, edit or [], kind, concept, texts, seeds, the_judge, out_dir,
                         unlearndiffatk=UnlearnDiffAtkConfig(steps=attack_steps, seed=seed),
