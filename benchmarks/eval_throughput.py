@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -21,19 +20,7 @@ from erasekit.eval.prompt_suite import PromptSuiteConfig, _generate_missing
 from erasekit.eval.prompts import PromptSet
 from erasekit.models import load
 from erasekit.toy import world
-
-
-def timed(fns: dict, repeats: int) -> dict:
-    """Best-of-``repeats`` seconds per function, runs interleaved so that load drifts hit all alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+from timing import timed
 
 
 def measure(model: str, n: int, batch: int, steps: int, repeats: int) -> None:

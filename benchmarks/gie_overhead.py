@@ -12,7 +12,6 @@ and for an adapter (one extra feature pass per call).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
@@ -22,6 +21,7 @@ from erasekit.gie import InhibitedSampler, InhibitionAdapter, count_cross_attent
 from erasekit.models import load
 from erasekit.toy import architectures as arch
 from erasekit.toy.tokenizers import build_clip_tokenizer
+from timing import timed
 
 
 def sd1_shaped_pipeline(seed: int = 0) -> StableDiffusionPipeline:
@@ -40,19 +40,6 @@ def sd1_shaped_pipeline(seed: int = 0) -> StableDiffusionPipeline:
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def timed(fns: dict, repeats: int) -> dict:
-    """Best-of-``repeats`` seconds per function, the runs interleaved so that drifts in machine load hit all alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def measure(name, pipe, height, steps, batch, repeats):

@@ -125,27 +125,21 @@ def test_merge_refuses_missing_or_doubled_prompts(tmp_path):
         merge_shards(tmp_path, 2, 3)
 
 
-def test_prompt_files_with_broken_quoting_missing_columns_or_nothing_in_them(tmp_path):
-    bad = tmp_path / "bad.csv"
-    bad.write_text('prompt,evaluation_seed\n"a red star,1\nb,2\n')
-    with pytest.raises(PromptSetError, match="quoting"):
-        load_prompt_set("csv", bad)
-    stray = tmp_path / "stray.csv"
-    stray.write_text('prompt,evaluation_seed\n"a red" star,1\n')
-    with pytest.raises(PromptSetError, match="quoting"):
-        load_prompt_set("csv", stray)
-    short = tmp_path / "short.csv"
-    short.write_text("prompt,evaluation_seed,extra\na,1,x\nb\n")
-    with pytest.raises(PromptSetError, match="fewer fields"):
-        load_prompt_set("csv", short)
-    nocol = tmp_path / "nocol.csv"
-    nocol.write_text("text,seed\na,1\n")
-    with pytest.raises(PromptSetError, match="lacks the column"):
-        load_prompt_set("csv", nocol)
-    empty = tmp_path / "empty.csv"
-    empty.write_text("prompt,evaluation_seed\n")
-    with pytest.raises(PromptSetError, match="no prompts"):
-        load_prompt_set("csv", empty)
+@pytest.mark.parametrize("text, message", [
+    ('prompt,evaluation_seed\n"a red star,1\nb,2\n', "quoting"),  # an unclosed quote
+    ('prompt,evaluation_seed\n"a red" star,1\n', "quoting"),  # a stray quote
+    ("prompt,evaluation_seed,extra\na,1,x\nb\n", "fewer fields"),
+    ("text,seed\na,1\n", "lacks the column"),
+    ("prompt,evaluation_seed\n", "no prompts"),
+])
+def test_prompt_files_with_broken_quoting_missing_columns_or_nothing_in_them(tmp_path, text, message):
+    path = tmp_path / "prompts.csv"
+    path.write_text(text)
+    with pytest.raises(PromptSetError, match=message):
+        load_prompt_set("csv", path)
+
+
+def test_a_set_without_a_file_is_fetched_from_the_hub_or_fails_clearly():
     with pytest.raises(PromptSetError, match="hub"):
         load_prompt_set("i2p")  # offline in tests: a clear message, not a hang
 

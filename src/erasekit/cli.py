@@ -289,7 +289,7 @@ def _evaluate_prompt_set(concept, model, edits, suite, prompts, out_dir, judge, 
                          steps, batch_size, seed, json_path):
     from .api import write_json
     from .eval.prompt_suite import PromptSuiteConfig, run_prompt_suite
-    from .eval.prompts import load_prompt_set
+    from .eval.prompts import load_prompt_file, load_prompt_set
 
     if out_dir is None:
         raise ValueError(f"the {suite} suite writes images: give --out DIR")
@@ -297,13 +297,11 @@ def _evaluate_prompt_set(concept, model, edits, suite, prompts, out_dir, judge, 
     if kind is None:
         if prompts is None:
             raise ValueError("--suite prompts needs --prompts FILE (.csv with a 'prompt' column, or .txt)")
-        kind = "txt" if prompts.suffix.lower() == ".txt" else "csv"
-    try:
-        threshold_value: float | str = float(threshold)
-    except ValueError:
-        threshold_value = threshold
-    prompt_set = load_prompt_set(kind, prompts, **options)
-    config = PromptSuiteConfig(concept=concept, judge=judge, threshold=threshold_value, classes=classes,
+        prompt_set = load_prompt_file(prompts)
+    else:
+        prompt_set = load_prompt_set(kind, prompts, **options)
+    # nudenet_threshold reads presets and numbers written as text alike.
+    config = PromptSuiteConfig(concept=concept, judge=judge, threshold=threshold, classes=classes,
                                clip_path=str(clip) if clip else None, limit=limit, seed=seed, steps=steps,
                                batch_size=batch_size)
     results = run_prompt_suite(model, edits, prompt_set, config, out_dir)
@@ -357,19 +355,15 @@ def attack(
     from .api import is_toy
     from .eval.attacks import RingABellConfig, UnlearnDiffAtkConfig, run_attack
     from .eval.detectors import make_judge
-    from .eval.prompts import load_prompt_set
+    from .eval.prompts import load_prompt_file
 
-    prompt_set = load_prompt_set("txt" if prompts.suffix.lower() == ".txt" else "csv", prompts)
-    n = len(prompt_set) if limit is None else min(limit, len(prompt_set))
-    texts = prompt_set.prompts[:n]
-    seeds = [s if s is not None else seed + i for i, s in enumerate(prompt_set.seeds[:n])]
-    try:
-        threshold_value: float | str = float(threshold)
-    except ValueError:
-        threshold_value = threshold
+    prompt_set = load_prompt_file(prompts)
+    if limit is not None:
+        prompt_set = prompt_set.head(limit)
+    texts = prompt_set.prompts
     the_judge = make_judge(judge, [concept], toy=is_toy(model), path=str(clip) if clip else None,
-                           threshold=threshold_value)
-    result = run_attack(model, edit or [], kind, concept, texts, seeds, the_judge, out_dir,
+                           threshold=threshold)
+    result = run_attack(model, edit or [], kind, concept, texts, prompt_set.seeds_or(seed), the_judge, out_dir,
                         unlearndiffatk=UnlearnDiffAtkConfig(steps=attack_steps, seed=seed),
                         ring_a_bell=RingABellConfig(generations=generations, eta=eta, seed=seed))
     m = result.metrics()

@@ -31,6 +31,7 @@ import io
 import math
 import random
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -96,14 +97,19 @@ class AttackResult:
                                                                      self.present, self.scores))]}
 
     def save_prompts(self, path: str | Path) -> Path:
-        """The attacked prompts as a CSV (``prompt, evaluation_seed, source_prompt``) that
-        ``load_prompt_set("csv", path)`` reads back for a replay."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["prompt", "evaluation_seed", "source_prompt", "attack"])
-        for prompt, seed, source in zip(self.prompts, self.seeds, self.source_prompts):
-            writer.writerow([prompt, seed, source, self.attack])
-        return atomic_write_text(path, buffer.getvalue())
+        """The attacked prompts as a CSV that ``load_prompt_set("csv", path)`` reads back for a replay."""
+        return save_prompts_csv(path, self.attack, self.prompts, self.seeds, self.source_prompts)
+
+
+def save_prompts_csv(path: str | Path, attack: str, prompts: Sequence[str], seeds: Sequence[int],
+                     sources: Sequence[str]) -> Path:
+    """Prompts an attack found, as ``prompt, evaluation_seed, source_prompt, attack`` rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["prompt", "evaluation_seed", "source_prompt", "attack"])
+    for prompt, seed, source in zip(prompts, seeds, sources):
+        writer.writerow([prompt, seed, source, attack])
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def _rate(flags) -> float:
@@ -175,16 +181,15 @@ def _judge_images(judge, images: torch.Tensor, concept: str) -> tuple[list[bool]
     return [bool(x) for x in present.cpu()], [float(x) for x in score.cpu()]
 
 
-def _finish(attack, concept, backbone, judge, prompts, sources, seeds, config, measure_pre, keep, gen_kwargs):
+def _finish(attack, concept, backbone, judge, prompts, sources, seeds, config, keep, gen_kwargs):
+    """Generate and judge the attacked prompts and their sources (once, when they are the same prompts)."""
     images = generate(backbone, prompts, seeds, **gen_kwargs)
     present, scores = _judge_images(judge, images, concept)
-    pre_present, pre_images = None, None
-    if measure_pre:
-        if list(sources) == list(prompts):
-            pre_present, pre_images = list(present), images
-        else:
-            pre_images = generate(backbone, sources, seeds, **gen_kwargs)
-            pre_present = _judge_images(judge, pre_images, concept)[0]
+    if list(sources) == list(prompts):
+        pre_present, pre_images = list(present), images
+    else:
+        pre_images = generate(backbone, sources, seeds, **gen_kwargs)
+        pre_present = _judge_images(judge, pre_images, concept)[0]
     return AttackResult(attack, concept, list(prompts), list(sources), list(seeds), present, scores, pre_present,
                         config, images[:keep], None if pre_images is None else pre_images[:keep])
 
@@ -194,7 +199,7 @@ def replay_attack(backbone, prompts: Sequence[str], seeds: Sequence[int], judge,
     """Generate ``prompts`` (one image per seed) on the (edited) ``backbone`` and judge each image."""
     if not prompts:
         raise ValueError("the replay attack got an empty prompt set")
-    return _finish("replay", concept, backbone, judge, list(prompts), list(prompts), list(seeds), {}, True,
+    return _finish("replay", concept, backbone, judge, list(prompts), list(prompts), list(seeds), {},
                    keep_images, gen_kwargs)
 
 
@@ -242,6 +247,20 @@ class _EmbeddingOverride:
         self._handle.remove()
 
 
+@contextmanager
+def _frozen(*modules: torch.nn.Module):
+    """No gradient into the modules' parameters for the duration; their own flags are restored afterwards."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
 def _diffusion_loss(backbone, latents, cond, t, noise) -> torch.Tensor:
     batch = t.shape[0]
     x0 = latents.expand(batch, -1, -1, -1)
@@ -273,27 +292,20 @@ def unlearndiffatk_prompt(backbone, prompt: str, target_image: torch.Tensor, con
     noise = torch.randn((config.n_timesteps, *latents.shape[1:]), generator=gen).to(latents)
     text = f"{placeholder} {prompt}"
     best = (math.inf, start.clone())
-    requires = [p.requires_grad for p in backbone.denoiser.parameters()]
-    backbone.denoiser.requires_grad_(False)
-    encoder_requires = [p.requires_grad for p in encoder.parameters()]
-    encoder.requires_grad_(False)
-    try:
-        for _ in range(config.steps + 1):
-            nearest = torch.cdist(vectors.detach(), candidates).argmin(dim=1)
-            # Straight-through: the forward pass sees the nearest words, the gradient moves the vectors.
-            hook.vectors = vectors + (candidates[nearest] - vectors).detach()
-            loss = _diffusion_loss(backbone, latents, backbone.encode([text]), t, noise)
-            if loss.item() < best[0]:
-                best = (loss.item(), nearest.clone())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    finally:
-        hook.remove()
-        for p, flag in zip(backbone.denoiser.parameters(), requires):
-            p.requires_grad_(flag)
-        for p, flag in zip(encoder.parameters(), encoder_requires):
-            p.requires_grad_(flag)
+    with _frozen(backbone.denoiser, encoder):
+        try:
+            for _ in range(config.steps + 1):
+                nearest = torch.cdist(vectors.detach(), candidates).argmin(dim=1)
+                # Straight-through: the forward pass sees the nearest words, the gradient moves the vectors.
+                hook.vectors = vectors + (candidates[nearest] - vectors).detach()
+                loss = _diffusion_loss(backbone, latents, backbone.encode([text]), t, noise)
+                if loss.item() < best[0]:
+                    best = (loss.item(), nearest.clone())
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        finally:
+            hook.remove()
     adversarial = " ".join(words[i] for i in best[1].tolist())
     return f"{adversarial} {prompt}", best[0]
 
@@ -326,7 +338,7 @@ def unlearndiffatk_attack(backbone, prompts: Sequence[str], seeds: Sequence[int]
             losses.append(loss)
             bar.advance()
     result = _finish("unlearndiffatk", concept, backbone, judge, attacked, list(prompts), list(seeds),
-                     asdict(config) | {"vocabulary": len(vocab[1])}, True, keep_images, gen_kwargs)
+                     asdict(config) | {"vocabulary": len(vocab[1])}, keep_images, gen_kwargs)
     result.config["final_losses"] = losses
     return result
 
@@ -454,7 +466,7 @@ def ring_a_bell_attack(backbone, clean_prompts: Sequence[str], seeds: Sequence[i
     elif len(prompts) != len(clean_prompts):
         raise ValueError(f"{len(clean_prompts)} clean prompts but {len(prompts)} Ring-A-Bell prompts")
     result = _finish("ring-a-bell", concept, backbone, judge, list(prompts), list(clean_prompts), list(seeds),
-                     asdict(config), True, keep_images, gen_kwargs)
+                     asdict(config), keep_images, gen_kwargs)
     if errors is not None:
         result.config["encoding_errors"] = errors
     return result
@@ -501,9 +513,7 @@ def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: 
                ring_a_bell: RingABellConfig | None = None, progress: bool = True, **gen_kwargs) -> AttackResult:
     """One attack on ``model`` with ``edits`` applied; writes ``<out>/results.json``, the attacked prompts
     (``<out>/prompts.csv``, replayable) and a few image rows (``<out>/images.png``: source above, attacked below)."""
-    import json
-
-    from ..api import is_toy, load_model
+    from ..api import is_toy, load_model, write_json
     from ..models import load
     from .report import image_grid
 
@@ -530,7 +540,7 @@ def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: 
                                     without_concept=without, config=ring_a_bell, prompts=found, **gen_kwargs)
     result.save_prompts(out / "prompts.csv")
     payload = result.to_json() | {"model": model, "edits": [str(e) for e in edits]}
-    atomic_write_text(out / "results.json", json.dumps(payload, indent=2, default=str))
+    write_json(out / "results.json", payload)
     if result.images is not None and result.pre_images is not None:
         rows = torch.cat([result.pre_images, result.images])
         image_grid(rows, nrow=len(result.images)).save(out / "images.png")

@@ -18,20 +18,20 @@ import math
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_write_text
 from ..errors import ErasekitError
 from . import provenance
 from .attacks import (
-    AttackResult,
     RingABellConfig,
     UnlearnDiffAtkConfig,
     ring_a_bell_attack,
     ring_a_bell_prompts,
+    save_prompts_csv,
     toy_attack_prompts,
     unlearndiffatk_attack,
 )
@@ -128,9 +128,11 @@ class Bench:
         return results
 
     def save(self) -> None:
+        from ..api import write_json
+
         self.results["config"] = asdict(self.config)
         self.results["provenance"] = self.provenance()
-        atomic_write_text(self.results_path, json.dumps(self.results, indent=2, default=_json_default))
+        write_json(self.results_path, self.results)
 
     def cell(self, method: str, concept: str) -> dict:
         return self.results["cells"].setdefault(cell_key(method, concept),
@@ -148,28 +150,19 @@ class Bench:
         save_file(existing, tmp)
         tmp.replace(path)
 
-    def provenance(self) -> dict:
+    @cached_property
+    def _sampling(self) -> dict:
         from ..models import load
 
-        info = provenance.environment()
-        if "_sampling" not in self.__dict__:
-            self._sampling = provenance.sampling(load(self.config.model))
-        info.update(self._sampling)
+        return provenance.sampling(load(self.config.model))
+
+    def provenance(self) -> dict:
+        info = provenance.environment() | self._sampling
         info["judge"] = provenance.toy_judge()
         info["seed"] = self.config.seed
         info["attack_success_rate"] = ("share of attacked prompts (one image each, at the prompt's seed) in which "
                                        "the judge finds the concept")
         return info
-
-
-def _json_default(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
-
-
-def _nan_to_none(metrics: dict) -> dict:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
 # ------------------------------------------------------------------------------------------------ stages
@@ -228,7 +221,7 @@ def _toy_stage(bench: Bench, method: str, concept: str) -> dict:
     result = evaluate_toy(bench.config.model, concept, [_edit_dir(bench, method, concept)], config, progress=False)
     if result.images:
         bench.save_images(method, concept, {"toy_base": result.images["base"], "toy_edited": result.images["edited"]})
-    return {"metrics": _nan_to_none(result.metrics), "image_prompts": result.image_prompts,
+    return {"metrics": result.to_json()["metrics"], "image_prompts": result.image_prompts,
             "n_images": result.n_images}
 
 
@@ -264,8 +257,7 @@ class _AttackMaterial:
                                                  self.material["without"], concept, bench.config.ring_a_bell,
                                                  progress=False)
                 self.ring_prompts = prompts
-                AttackResult("ring-a-bell", concept, prompts, self.material["clean"], self.material["seeds"], [], []
-                             ).save_prompts(self.ring_path)
+                save_prompts_csv(self.ring_path, "ring-a-bell", prompts, self.material["seeds"], self.material["clean"])
 
 
 def _attack_stage(bench: Bench, method: str, concept: str, material: _AttackMaterial) -> dict:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import ErasekitError, ModelNotFoundError
+from .report import to_uint8_hwc
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +120,7 @@ def _to_bgr_uint8(image: torch.Tensor) -> np.ndarray:
     # the detections of the same image saved losslessly and passed by path.
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected an image of shape (3, H, W) with values in [0, 1], got {tuple(image.shape)}")
-    array = (image.detach().float().permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    return np.ascontiguousarray(array[..., ::-1])
+    return np.ascontiguousarray(to_uint8_hwc(image)[..., ::-1])
 
 
 # --------------------------------------------------------------------------------------------------- NudeNet
@@ -339,7 +339,7 @@ class CLIPJudge(Judge):
     @torch.no_grad()
     def presence(self, images, targets):
         texts = ["a photo"] + [f"a photo of {t}" for t in targets]
-        pil = [(img.permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8) for img in images]
+        pil = [to_uint8_hwc(img) for img in images]
         inputs = self.processor(text=texts, images=pil, return_tensors="pt", padding=True)
         probs = self.model(**inputs).logits_per_image.softmax(dim=-1)
         score = probs[:, 1:].amax(dim=-1)

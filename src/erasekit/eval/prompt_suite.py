@@ -28,6 +28,7 @@ from ..atomic import atomic_write_text
 from ..errors import ErasekitError
 from . import provenance
 from .prompts import PromptSet
+from .report import to_uint8_hwc
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +77,9 @@ def _png_path(out: Path, which: str, index: int) -> Path:
 
 
 def _write_png(path: Path, image: torch.Tensor) -> None:
-    array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(array).save(tmp)
+    Image.fromarray(to_uint8_hwc(image)).save(tmp)
     tmp.replace(path)
 
 
@@ -181,10 +181,6 @@ class _Scorer:
 # ------------------------------------------------------------------------------------------------ running
 
 
-def _seeds(prompt_set: PromptSet, config: PromptSuiteConfig) -> list[int]:
-    return [s if s is not None else config.seed + i for i, s in enumerate(prompt_set.seeds)]
-
-
 def _shard_path(out: Path, rank: int, world: int) -> Path:
     return out / "shards" / f"part-{rank}-of-{world}.jsonl"
 
@@ -198,7 +194,7 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
     """
     from accelerate import PartialState
 
-    from ..api import is_toy, load_model
+    from ..api import is_toy, load_model, write_json
     from ..edits import Edit
     from ..models import load
     from ..progress import progress_bar
@@ -208,18 +204,17 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
     # cpu=True gives them a gloo process group instead of silently running as N single processes.
     state = PartialState(cpu=not torch.cuda.is_available())
     if config.limit is not None:
-        prompt_set = _head(prompt_set, config.limit)
+        prompt_set = prompt_set.head(config.limit)
     if not len(prompt_set):
         raise ErasekitError("the prompt set is empty: nothing to evaluate")
     edits = [e if isinstance(e, Edit) else Edit.load(e) for e in edits]
     compare = config.compare_base and bool(edits)
-    seeds = _seeds(prompt_set, config)
+    seeds = prompt_set.seeds_or(config.seed)
     mine = list(range(state.process_index, len(prompt_set), state.num_processes))
 
+    scorer = _Scorer(config, is_toy(model))  # a bad judge or --clip path fails before any model is loaded
     # Each process on its own device (cuda:<local rank> under a multi-GPU launch, else the CPU).
     edited = load_model(model, edits, device=state.device)
-    toy = is_toy(edited)
-    scorer = _Scorer(config, toy)  # fail on a bad judge before generating anything
     sampling = provenance.sampling(edited, config.steps, config.guidance)
     which = ["edited"] + (["base"] if compare else [])
     total = len(mine) * len(which)
@@ -257,7 +252,7 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
                                 if any(s is not None for s in prompt_set.seeds) else f"seed + index, seed={config.seed}",
                                 "edits": [e.method for e in edits], "processes": state.num_processes})
     results["config"] = asdict(config)
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=_nan_to_null))
+    write_json(out / "results.json", results)
     return results
 
 
@@ -289,17 +284,6 @@ def set_metrics(out: Path, prompt_set: PromptSet, scorer: _Scorer, compare: bool
             metrics["fid_toy_vs_base"] = fid(_image_batches(out, "base", n), _image_batches(out, "edited", n),
                                              ClassifierFeatures(scorer.distance_net))
     return metrics
-
-
-def _head(prompt_set: PromptSet, n: int) -> PromptSet:
-    from dataclasses import replace
-
-    return replace(prompt_set, prompts=prompt_set.prompts[:n], seeds=prompt_set.seeds[:n],
-                   guidance=prompt_set.guidance[:n], extra={k: v[:n] for k, v in prompt_set.extra.items()})
-
-
-def _nan_to_null(value):
-    return None if isinstance(value, float) and math.isnan(value) else str(value)
 
 
 def merge_shards(out: Path, world: int, n: int) -> list[dict]:

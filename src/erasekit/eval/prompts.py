@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ErasekitError
@@ -36,6 +36,15 @@ class PromptSet:
 
     def provenance(self) -> dict:
         return {"name": self.name, "source": self.source, "sha256": self.sha256, "rows": len(self)}
+
+    def head(self, n: int) -> PromptSet:
+        """The first ``n`` prompts, with their seeds, guidance and extra columns (same source and hash)."""
+        return replace(self, prompts=self.prompts[:n], seeds=self.seeds[:n], guidance=self.guidance[:n],
+                       extra={k: v[:n] for k, v in self.extra.items()})
+
+    def seeds_or(self, start: int) -> list[int]:
+        """Each prompt's own seed, or ``start + index`` where the set gives none."""
+        return [s if s is not None else start + i for i, s in enumerate(self.seeds)]
 
 
 def _sha256(path: Path) -> str:
@@ -224,6 +233,11 @@ def hub_prompt_file(kind: str, filename: str | None = None) -> Path:
     except Exception as e:  # offline, hub down, repository moved: all end the same way for the user
         raise PromptSetError(f"could not fetch {kind!r} from the hub dataset {repo} ({type(e).__name__}: {e}); "
                              "download it and pass its path (--prompts PATH)") from None
+
+
+def load_prompt_file(path) -> PromptSet:
+    """A user's own prompt file: one prompt per line (``.txt``) or a CSV with a ``prompt`` column."""
+    return load_prompt_set("txt" if Path(path).suffix.lower() == ".txt" else "csv", path)
 
 
 def load_prompt_set(kind: str, path=None, **options) -> PromptSet:

@@ -70,7 +70,7 @@ svg { font-family: system-ui, sans-serif; font-size: 11px; margin: .5rem 1rem .5
 # ------------------------------------------------------------------------------------------------- images
 
 
-def _to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     """One image (3, H, W) or (1, H, W) in [0, 1] as an (H, W, 3) uint8 array."""
     image = image.detach().float().cpu().clamp(0, 1)
     if image.shape[0] == 1:
@@ -93,7 +93,7 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value:
     for i in range(n):
         r, c = divmod(i, nrow)
         y, x = padding + r * (h + padding), padding + c * (w + padding)
-        canvas[y : y + h, x : x + w] = _to_uint8_hwc(images[i])
+        canvas[y : y + h, x : x + w] = to_uint8_hwc(images[i])
     return Image.fromarray(canvas)
 
 
@@ -162,7 +162,7 @@ def _image_row(label: str, images: torch.Tensor | None, captions: Sequence[str])
         return f'<div class="row-label">{_esc(label)}</div><p class="meta">no images</p>'
     figures = []
     for i in range(images.shape[0]):
-        uri = _png_data_uri(_upscaled(Image.fromarray(_to_uint8_hwc(images[i]))))
+        uri = _png_data_uri(_upscaled(Image.fromarray(to_uint8_hwc(images[i]))))
         text = captions[i] if i < len(captions) else ""
         figures.append(
             f'<figure><img src="{uri}" alt="{_esc(text)}" title="{_esc(text)}">'
