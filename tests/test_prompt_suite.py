@@ -181,3 +181,13 @@ def test_two_accelerate_processes_equal_one(tmp_path, prompt_file, negprompt_edi
     assert one["metrics"]["detection_rate"] == two["metrics"]["detection_rate"]
     # Set-level metrics are computed by the main process alone, over every image (no cross-process gather).
     assert one["metrics"]["fid_toy_vs_base"] == pytest.approx(two["metrics"]["fid_toy_vs_base"], rel=1e-4)
+
+
+def test_results_json_writes_undefined_rates_as_null(tmp_path):
+    from erasekit.api import write_json
+
+    path = write_json(tmp_path / "r.json", {"metrics": {"removal_rate": float("nan"), "n": 2.0},
+                                            "per_class": [float("nan"), 1.0]})
+    text = path.read_text()
+    assert "NaN" not in text
+    assert json.loads(text) == {"metrics": {"removal_rate": None, "n": 2.0}, "per_class": [None, 1.0]}

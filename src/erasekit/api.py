@@ -10,6 +10,7 @@ Everything here is usable from Python too::
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 from collections.abc import Sequence
@@ -197,9 +198,20 @@ def evaluate_toy(model: str | Path, concept: str, edits: Sequence[str | Path | E
     return result
 
 
+def _nan_to_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_null(v) for v in value]
+    return value
+
+
 def write_json(path: str | Path, payload: Any) -> Path:
-    """Write JSON atomically (temporary file, then rename)."""
-    return atomic_write_text(path, json.dumps(payload, indent=2, default=str))
+    """Write JSON atomically (temporary file, then rename). A non-finite number (NaN: a rate over nothing, a
+    removal rate with nothing to remove) is written as ``null``: ``NaN`` is not JSON and breaks other readers."""
+    return atomic_write_text(path, json.dumps(_nan_to_null(payload), indent=2, default=str, allow_nan=False))
 
 
 def toy_quality(models: Sequence[str] = TOY_MODELS, n: int = 300, steps: int = 25, seed: int = 1234,
