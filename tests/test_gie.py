@@ -9,7 +9,7 @@ from erasekit.generate import generate
 from erasekit.gie import (InhibitedSampler, InhibitionAdapter, Judge, TargetTokenError, align, best_scale,
                           count_cross_attention_layers, fit_adapter, label_prompts, token_interval)
 from erasekit.methods import EraseRequest, get_method
-from erasekit.methods.gie import GIEConfig
+from erasekit.methods.gie import GIEConfig, unerased_note
 
 PROMPTS = ["a red striped star", "a blue dotted circle"]
 
@@ -256,3 +256,31 @@ def test_two_samplers_on_one_pipeline_each_get_their_own_control(tiny_sd):
     zero.remove()
     after = pipe.unet.attn_processors
     assert all(after[name] is before[name] for name in before)
+
+
+class _AlwaysThereJudge(_MeanJudge):
+    name = "always"
+
+    def presence(self, images, targets):
+        score = images.mean(dim=(1, 2, 3))
+        return score, torch.ones_like(score, dtype=torch.bool)
+
+
+def test_unerased_note_counts_the_prompts_no_scale_cleared():
+    grid = [-1.0, -8.0]
+    assert unerased_note(torch.tensor([[True, False], [False, False]]), grid) == ""
+    partial = unerased_note(torch.tensor([[True, True], [True, False]]), grid)
+    assert "1 of 2 training prompts" in partial and "w = -8" in partial and "unlikely" not in partial
+    assert "unlikely to erase" in unerased_note(torch.ones(2, 3, dtype=torch.bool), grid)
+
+
+def test_training_an_adapter_that_never_clears_the_concept_warns(tiny_sd, monkeypatch):
+    import erasekit.methods.gie as gie_method
+
+    monkeypatch.setattr(gie_method, "make_judge", lambda *args, **kwargs: _AlwaysThereJudge())
+    method = get_method("gie")
+    config = method.make_config({"train_prompts": 2, "scale_grid": [-1.0, -2.0], "epochs": 5,
+                                 "num_inference_steps": 2})
+    edit = method.erase(tiny_sd, EraseRequest(targets=["star"]), config)
+    assert "2 of 2 training prompts" in edit.notes and "unlikely to erase" in edit.notes
+    assert edit.data["training"]["absent_share_by_scale"] == {"-1": 0.0, "-2": 0.0}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import torch
+
 from ..edits import Edit
 from ..errors import InvalidEditError
 from ..generate import call_override, set_call_override
@@ -78,7 +80,7 @@ class GIE(Method):
         config = config or self.make_config()
         sampler = InhibitedSampler(backbone.pipeline, request.targets, config.control())
         data = {"feature_size": sampler.feature_size, "n_tokens": sampler.n_tokens}
-        tensors = {}
+        tensors, notes = {}, ""
         if config.scale is not None:
             data["scale"] = config.scale
         else:
@@ -101,8 +103,10 @@ class GIE(Method):
                 "absent_share_by_scale": {f"{s:g}": float(1 - p.float().mean())
                                           for s, p in zip(config.scale_grid, labelled["present"])},
             }
+            notes = unerased_note(labelled["present"], config.scale_grid)
         return Edit(kind=self.kind, method=self.name, config=asdict(config), base_model=backbone.name_or_path,
-                    concepts=list(request.targets), family=backbone.family, tensors=tensors, data=data)
+                    concepts=list(request.targets), family=backbone.family, tensors=tensors, data=data,
+                    notes=notes)
 
     def apply_edit(self, edit: Edit, pipeline) -> None:
         check_pipeline(pipeline)
@@ -123,6 +127,24 @@ class GIE(Method):
             sampler.remove()
         set_call_override(pipeline, None)
         setattr(pipeline, _SAMPLER, None)
+
+
+def unerased_note(present: torch.Tensor, grid: list[float]) -> str:
+    """A warning for the user when, for some training prompts, no scale of the grid removed the concept.
+
+    ``present`` is the judge's verdict, ``(len(grid), n_prompts)``. Such prompts are labelled with the scale the
+    judge found least present, so an adapter trained on them alone predicts scales that do not erase.
+    """
+    stuck = int(present.all(dim=0).sum())
+    if not stuck:
+        return ""
+    total = present.shape[1]
+    note = (f"the judge still saw the concept at every scale of the grid (down to w = {min(grid):g}) for {stuck} of "
+            f"{total} training prompts")
+    if stuck == total:
+        note += ("; this adapter is unlikely to erase: try a wider grid (--set scale_grid=[...]) and check that "
+                 "the model's cross-attention is token-selective (erasekit's scripts/cross_attention_probe.py)")
+    return note
 
 
 def adapter_from_edit(edit: Edit, feature_size: int) -> InhibitionAdapter | None:
