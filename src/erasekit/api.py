@@ -25,7 +25,7 @@ from .errors import ModelNotFoundError, UnknownConceptError, UnsupportedModelErr
 from .eval import ToySuiteConfig, ToySuiteResult, run_toy_suite
 from .generate import generate
 from .methods import EraseRequest, get_method
-from .models import TOY_MODELS, Backbone, load, toy_weights_dir
+from .models import TOY_MODELS, Backbone, is_toy_folder, load, toy_weights_dir
 from .toy import world
 from .toy.classifier import ToyClassifier
 
@@ -33,7 +33,7 @@ from .toy.classifier import ToyClassifier
 def is_toy(model: Backbone | str | Path) -> bool:
     """Whether ``model`` (a Backbone, or the name or folder it would be loaded from) is a toy model."""
     name = str(model.name_or_path if isinstance(model, Backbone) else model)
-    return name in TOY_MODELS or Path(name).resolve().parent == toy_weights_dir()
+    return name in TOY_MODELS or is_toy_folder(name)
 
 
 def check_concepts(backbone: Backbone, concepts: Sequence[str]) -> None:

@@ -2,7 +2,7 @@
 
 from .base import GROUP_NAMES, Backbone, Conditioning, GenerationDefaults, SamplerState, make_generators
 from .flux import FluxBackbone
-from .loading import TOY_MODELS, from_pipeline, load, toy_weights_dir
+from .loading import TOY_MODELS, from_pipeline, is_toy_folder, load, toy_weights_dir
 from .sd import SDBackbone
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "SDBackbone",
     "SamplerState",
     "from_pipeline",
+    "is_toy_folder",
     "load",
     "make_generators",
     "toy_weights_dir",

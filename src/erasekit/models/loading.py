@@ -30,9 +30,25 @@ _FAMILIES = {
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+# The key of erasekit.json that marks a pipeline trained on the toy world (by `erasekit toy train`).
+TOY_MARKER = "toy_world"
+
+
 def toy_weights_dir() -> Path:
     """Where ``erasekit toy train`` writes the toy pipelines, inside the installed package."""
     return Path(__file__).resolve().parent.parent / "toy" / "weights"
+
+
+def is_toy_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a toy-world pipeline: a shipped one, or one whose erasekit.json marks it."""
+    folder = Path(folder).expanduser()
+    if folder.resolve().parent == toy_weights_dir():
+        return True
+    path = folder / DEFAULTS_FILE
+    try:
+        return path.is_file() and json.loads(path.read_text()).get(TOY_MARKER) is True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def load(name_or_path: str | Path, device: str | torch.device | None = None,
@@ -62,7 +78,7 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None,
     elif Path(name).expanduser().exists():
         folder = Path(name).expanduser()
         pipeline, backbone_cls = _load_folder(folder, dtype)
-        toy = folder.resolve().parent == toy_weights_dir()
+        toy = is_toy_folder(folder)
     elif _HUB_ID.match(name):
         folder = None
         pipeline, backbone_cls = _load_hub(name, dtype)
@@ -177,7 +193,7 @@ def _read_defaults(folder: Path | None, fallback: GenerationDefaults) -> Generat
         return fallback
     values = json.loads(path.read_text())
     known = {f.name for f in dataclasses.fields(GenerationDefaults)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - known - {TOY_MARKER})
     if unknown:
         logger.warning("%s: ignoring keys %s (generation defaults are %s).", path, unknown, sorted(known))
     return dataclasses.replace(fallback, **{k: v for k, v in values.items() if k in known})

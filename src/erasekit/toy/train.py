@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, FluxPipeline, StableDiffusionPipeline
 from diffusers.training_utils import EMAModel
 
+from ..models.loading import DEFAULTS_FILE, TOY_MARKER
 from ..progress import progress_bar
 from . import architectures as arch
 from .classifier import ToyClassifier
 from .tokenizers import T5_MAX_LENGTH, build_clip_tokenizer, build_t5_tokenizer
-from .world import HEADS, TRAIN_TEMPLATES, caption, labels, random_samples, render
+from .world import HEADS, IMAGE_SIZE, TRAIN_TEMPLATES, caption, labels, random_samples, render
 
 
 @dataclass
@@ -138,6 +139,13 @@ def _run(cfg: TrainConfig, params, loss_fn, description: str, ema_params=None) -
     if ema is not None:
         ema.copy_to(ema_params)
     return {"steps_done": done, "seconds": round(time.time() - start, 1), "final": last, "config": asdict(cfg)}
+
+
+def _write_generation_defaults(out_dir: Path, **defaults) -> None:
+    """erasekit.json: how the pipeline generates by default, and the mark that it is a toy-world model (so that a
+    toy pipeline trained into any folder gets the toy prompts, judge and suite)."""
+    values = {TOY_MARKER: True, "height": IMAGE_SIZE, "width": IMAGE_SIZE, "num_inference_steps": 25} | defaults
+    (out_dir / DEFAULTS_FILE).write_text(json.dumps(values))
 
 
 def _write_log(out_dir: Path, name: str, log: dict) -> None:
@@ -256,6 +264,7 @@ def train_sd(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None = 
     )
     out_dir = Path(out_dir)
     pipe.save_pretrained(out_dir, safe_serialization=True)
+    _write_generation_defaults(out_dir, guidance_scale=7.5)
     _write_log(out_dir, "sd", log)
     return pipe
 
@@ -315,5 +324,6 @@ def train_flux(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None 
     )
     out_dir = Path(out_dir)
     pipe.save_pretrained(out_dir, safe_serialization=True)
+    _write_generation_defaults(out_dir, guidance_scale=4.0, max_sequence_length=T5_MAX_LENGTH)
     _write_log(out_dir, "flux", log)
     return pipe
