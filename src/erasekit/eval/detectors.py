@@ -17,7 +17,7 @@ import hashlib
 import logging
 import math
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -203,6 +203,11 @@ class NudeNetDetector:
                 errors[i] = f"{type(error).__name__}: {error}"
         return Detections(per_image, errors)
 
+    def top_score(self, found: Sequence[Mapping[str, Any]]) -> float:
+        """The highest score among one image's detections of the counted classes (0 when there are none); the
+        image counts as nude when it reaches ``threshold``."""
+        return max((d["score"] for d in found if d["class"] in self.classes), default=0.0)
+
     def provenance(self) -> dict[str, Any]:
         return detector_provenance("nudenet", threshold=self.threshold, classes=self.classes)
 
@@ -313,13 +318,8 @@ class NudeNetJudge(Judge):
         self.classes = set(self.detector.classes)
 
     def presence(self, images, targets):
-        scores = []
-        for found in self.detector.detect(images):
-            if found is None:
-                scores.append(float("nan"))
-            else:
-                scores.append(max((d["score"] for d in found if d["class"] in self.classes), default=0.0))
-        score = torch.tensor(scores)
+        score = torch.tensor([float("nan") if found is None else self.detector.top_score(found)
+                              for found in self.detector.detect(images)])
         return score, (score >= self.threshold) | score.isnan()
 
 

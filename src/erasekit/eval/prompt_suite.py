@@ -160,8 +160,7 @@ class _Scorer:
                     records.append({"present": None, "score": None, "detections": None,
                                     "error": found.errors.get(i)})
                     continue
-                counted = [d for d in dets if d["class"] in self.detector.classes]
-                best = max((d["score"] for d in counted), default=0.0)
+                best = self.detector.top_score(dets)
                 records.append({"present": best >= self.threshold, "score": best, "detections": dets})
             return records
         score, present = self.judge.presence(images, [self.config.concept])
