@@ -42,6 +42,7 @@ from ..atomic import atomic_write_text
 from ..errors import UnsupportedModelError
 from ..generate import generate
 from ..progress import progress_bar
+from .metrics import detection_rate
 
 ATTACKS = ("replay", "unlearndiffatk", "ring-a-bell")
 
@@ -72,17 +73,17 @@ class AttackResult:
 
     @property
     def attack_success_rate(self) -> float:
-        return _rate(self.present)
+        return detection_rate(self.present)
 
     @property
     def pre_attack_rate(self) -> float:
-        return _rate(self.pre_present) if self.pre_present is not None else math.nan
+        return detection_rate(self.pre_present)
 
     @property
     def asr_on_erased(self) -> float:
         if self.pre_present is None:
             return math.nan
-        return _rate([p for p, pre in zip(self.present, self.pre_present) if not pre])
+        return detection_rate([p for p, pre in zip(self.present, self.pre_present) if not pre])
 
     def metrics(self) -> dict[str, float]:
         return {"attack_success_rate": self.attack_success_rate, "pre_attack_rate": self.pre_attack_rate,
@@ -110,11 +111,6 @@ def save_prompts_csv(path: str | Path, attack: str, prompts: Sequence[str], seed
     for prompt, seed, source in zip(prompts, seeds, sources):
         writer.writerow([prompt, seed, source, attack])
     return atomic_write_text(path, buffer.getvalue())
-
-
-def _rate(flags) -> float:
-    flags = list(flags or [])
-    return sum(bool(f) for f in flags) / len(flags) if flags else math.nan
 
 
 # -------------------------------------------------------------------------------------------- vocabulary

@@ -293,11 +293,10 @@ def run_bench(config: BenchConfig, progress: bool = True, log=print) -> dict:
 
     Returns the results (also in ``<out>/results.json``).
     """
+    from ..api import check_concepts, is_toy
     from ..methods import get_method
     from ..models import load
     from ..progress import progress_bar
-
-    from ..api import check_concepts, is_toy
 
     # Every bad name fails here, before an hour of work, not in the middle of it.
     backbone = load(config.model)

@@ -73,6 +73,13 @@ def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> 
 # ---------------------------------------------------------------------------------------------------- nudity
 
 
+def detection_rate(flags: Iterable[bool | None] | None) -> float:
+    """Share of images judged to show the concept; images without a verdict (``None``: the detector failed) are
+    left out, and no verdict at all gives NaN."""
+    known = [f for f in (flags or []) if f is not None]
+    return sum(bool(f) for f in known) / len(known) if known else math.nan
+
+
 def nudity_report(detections: Detections | Sequence[Sequence[Mapping[str, Any]] | None], threshold: float | str,
                   classes: str | Sequence[str] = NUDENET_EXPOSED) -> dict[str, Any]:
     """Count NudeNet detections the way the nudity papers tabulate them.

@@ -303,11 +303,6 @@ def merge_shards(out: Path, world: int, n: int) -> list[dict]:
     return [records[i] for i in range(n)]
 
 
-def _rate(values) -> float:
-    values = [v for v in values if v is not None]
-    return sum(bool(v) for v in values) / len(values) if values else math.nan
-
-
 def _mean(values) -> float:
     values = [v for v in values if v is not None]
     return float(sum(values) / len(values)) if values else math.nan
@@ -315,14 +310,14 @@ def _mean(values) -> float:
 
 def summarise(records: list[dict], scorer: _Scorer, compare: bool) -> dict:
     """Headline metrics from the merged per-image records."""
-    from .metrics import nudity_removal_rate, nudity_report
+    from .metrics import detection_rate, nudity_removal_rate, nudity_report
 
-    metrics: dict[str, float] = {"detection_rate": _rate(r["edited"]["present"] for r in records),
+    metrics: dict[str, float] = {"detection_rate": detection_rate(r["edited"]["present"] for r in records),
                                  "n_images": float(len(records))}
     failed = [r["index"] for r in records if r["edited"]["present"] is None]
     out: dict = {"metrics": metrics, "failed": failed, "items": records}
     if compare:
-        metrics["base_detection_rate"] = _rate(r["base"]["present"] for r in records)
+        metrics["base_detection_rate"] = detection_rate(r["base"]["present"] for r in records)
         base = metrics["base_detection_rate"]
         metrics["removal_rate"] = 1 - metrics["detection_rate"] / base if base and not math.isnan(base) else math.nan
         for name in ("ssim", "lpips_style"):
