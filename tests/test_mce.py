@@ -205,3 +205,31 @@ def test_resume_continues_exactly(tiny_flux, tmp_path, monkeypatch):
     assert resumed.data["training"]["final_loss"] == pytest.approx(whole.data["training"]["final_loss"], rel=1e-6)
     for k, v in whole.tensors.items():
         torch.testing.assert_close(resumed.tensors[k], v)
+
+
+def test_paired_neutral_samples_are_the_targets_on_the_same_noise(tiny_flux, monkeypatch):
+    method = get_method("mce")
+    config = method.make_config({"steps": 1, "sampler_steps": 2, "batch_size": 4, "guidance_scale": 1.0,
+                                 "target": "neutral_prompt", "neutral": "paired"})
+    # No preserve prompts: the paired mode takes its neutral samples from the targets.
+    request = EraseRequest(targets=["star"], prompts=["a red star", "a striped star"],
+                           anchor_prompts=["a red circle", "a striped circle"])
+    encoded, seen = [], {}
+    real_encode = tiny_flux.encode
+    monkeypatch.setattr(tiny_flux, "encode", lambda prompts: encoded.append(list(prompts)) or real_encode(prompts))
+
+    def capture(backbone, state, *args, **kwargs):
+        seen["latents"] = state.latents.clone()
+        return torch.zeros(())
+
+    monkeypatch.setattr(mce_method, "end_to_end_backward", capture)
+    method.erase(tiny_flux, request, config)
+    prompts, targets = encoded[-2], encoded[-1]
+    assert [p.replace("star", "circle") for p in prompts[:2]] == targets[:2]
+    assert prompts[2:] == targets[2:] == targets[:2]
+    torch.testing.assert_close(seen["latents"][2:], seen["latents"][:2])
+    assert not torch.equal(seen["latents"][0], seen["latents"][1])  # fresh noise per pair
+    with pytest.raises(ValueError, match="neutral"):
+        MCEConfig(neutral="anchors")
+    with pytest.raises(ValueError, match="neutral prompts"):
+        method.erase(tiny_flux, request, method.make_config({"steps": 1, "sampler_steps": 1}))

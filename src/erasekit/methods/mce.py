@@ -12,6 +12,9 @@ sampler step by step-wise recomputation (``erasekit.mce.objective``). The releas
 the original output for the concept phrase replaced by a neutral phrase (``target="neutral_prompt"``; its
 FlowEdit-on-FLUX.1-dev default is not offered), uses β = 0.1, one fixed seed (48) for every sample
 (``noise="fixed"``), and resamples the mask noise during recomputation (never done here).
+
+``neutral="paired"`` is erasekit's own option, in neither the paper nor the released code: each concept sample's
+neutral partner is its target prompt on the same x_T (README, toy-world results).
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ class MCEConfig:
     optimizer: str = "adamw"
     target: str = "empty_prompt"  # "empty_prompt" (paper) or "neutral_prompt" (released code's alternative)
     neutral_phrase: str = "a thing"  # replaces the concept for target "neutral_prompt" (outside the toy world)
+    # "random": neutral samples are neutral prompts drawn at random (paper, released code). "paired": each concept
+    # sample's partner is its own target prompt on the same x_T, held at its original output — the masks may not
+    # simply make the concept prompt and its counterpart alike by damaging both (no neutral prompt set is needed).
+    neutral: str = "random"
     noise: str = "fresh"  # "fresh" x_T per sample, or "fixed": one seed for every sample (released code)
     fixed_seed: int = 48
     sampler_steps: int | None = None  # K (default: the model's generation steps)
@@ -74,6 +81,8 @@ class MCEConfig:
             raise ValueError(f"beta must be ≥ 0, got {self.beta}")
         if self.target not in ("empty_prompt", "neutral_prompt"):
             raise ValueError(f"target must be 'empty_prompt' or 'neutral_prompt', not {self.target!r}")
+        if self.neutral not in ("random", "paired"):
+            raise ValueError(f"neutral must be 'random' or 'paired', not {self.neutral!r}")
         if self.noise not in ("fresh", "fixed"):
             raise ValueError(f"noise must be 'fresh' or 'fixed', not {self.noise!r}")
         if self.optimizer not in ("adam", "adamw"):
@@ -120,7 +129,7 @@ class MCE(Method):
         gates = find_gates(denoiser, backbone.family, config.heads, config.unet_pattern)
         concept_prompts = request.target_prompts()
         neutral_prompts = request.keep_prompts()
-        if not neutral_prompts:
+        if not neutral_prompts and config.neutral == "random":
             if not config.neutral_prompts_file:
                 raise ValueError("MCE needs neutral prompts: pass --preserve concepts or --set "
                                  "neutral_prompts_file=PATH (e.g. CC3M captions)")
@@ -163,15 +172,20 @@ class MCE(Method):
                 bar.update(start)
                 for step in range(start, config.steps):
                     ci = [rng.randrange(len(concept_prompts)) for _ in range(n_concept)]
-                    ni = [rng.randrange(len(neutral_prompts)) for _ in range(n_neutral)]
-                    prompts = [concept_prompts[i] for i in ci] + [neutral_prompts[i] for i in ni]
                     if config.target == "empty_prompt":
                         target_prompts = [""] * n_concept
                     else:
                         target_prompts = [replaced[i] for i in ci]
-                    target_prompts += [neutral_prompts[i] for i in ni]
+                    if config.neutral == "paired":
+                        neutral = target_prompts[:n_neutral]
+                    else:
+                        neutral = [neutral_prompts[rng.randrange(len(neutral_prompts))] for _ in range(n_neutral)]
+                    prompts = [concept_prompts[i] for i in ci] + neutral
+                    target_prompts = target_prompts + neutral
                     is_concept = torch.tensor([True] * n_concept + [False] * n_neutral, device=device)
                     x_t = self._initial_noise(backbone, config, generator, len(prompts), steps_k)
+                    if config.neutral == "paired":
+                        x_t[n_concept:] = x_t[:n_neutral]
                     with torch.no_grad():
                         cond = backbone.encode(prompts)
                         target_cond = backbone.encode(target_prompts)
