@@ -187,7 +187,7 @@ def _finish(attack, concept, backbone, judge, prompts, sources, seeds, config, k
         pre_images = generate(backbone, sources, seeds, **gen_kwargs)
         pre_present = _judge_images(judge, pre_images, concept)[0]
     return AttackResult(attack, concept, list(prompts), list(sources), list(seeds), present, scores, pre_present,
-                        config, images[:keep], None if pre_images is None else pre_images[:keep])
+                        config, images[:keep], pre_images[:keep])
 
 
 def replay_attack(backbone, prompts: Sequence[str], seeds: Sequence[int], judge, concept: str, *,
