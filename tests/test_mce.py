@@ -233,3 +233,21 @@ def test_paired_neutral_samples_are_the_targets_on_the_same_noise(tiny_flux, mon
         MCEConfig(neutral="anchors")
     with pytest.raises(ValueError, match="neutral prompts"):
         method.erase(tiny_flux, request, method.make_config({"steps": 1, "sampler_steps": 1}))
+
+
+def test_random_control_masks_match_the_edit_site_by_site(tiny_flux):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "mce_random_control.py"
+    spec = importlib.util.spec_from_file_location("mce_random_control", path)
+    control = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(control)
+    gates = find_gates(tiny_flux.denoiser, "flux")
+    masks = _random_masks(gates)
+    draw = [control.random_like(masks, gates, sites, torch.Generator().manual_seed(1)) for sites in ("all", "ffn")]
+    for gate in gates:
+        off = int((masks[gate.key] == 0).sum())
+        assert int((draw[0][gate.key] == 0).sum()) == off
+        assert int((draw[1][gate.key] == 0).sum()) == (off if gate.group == "ffn" else 0)
+    assert any(not torch.equal(draw[0][g.key], masks[g.key]) for g in gates)
