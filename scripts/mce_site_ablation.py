@@ -73,7 +73,8 @@ def main():
 
 def single_units(gates, masks, final, with_concept, without, per_site):
     """Switch single units off, one at a time (``per_site`` the edit switches off and as many it keeps, at every
-    site); print, per site and over all sites, the mean squared move of each group's outputs."""
+    site); print per site the ratio of the concept prompts' mean squared move to the others', and the summed
+    moves over all sites."""
     prompts = with_concept + without
     generator = torch.Generator().manual_seed(0)
     ones = {k: torch.ones_like(v) for k, v in masks.items()}
