@@ -86,6 +86,8 @@ def test_erase_request_validation():
         EraseRequest(targets=[" "])
     with pytest.raises(ValueError, match="anchor"):
         EraseRequest(targets=["star"], anchor="star")
+    with pytest.raises(ValueError, match="both erased and preserved"):
+        EraseRequest(targets=["star", "red"], preserve=["red"])
     assert EraseRequest(targets="star").targets == ["star"]
 
 

@@ -77,3 +77,26 @@ def test_t5_tokenizer_keeps_world_words_whole():
     tok = build_t5_tokenizer()
     pieces = tok.convert_ids_to_tokens(tok("a crimson five-pointed star").input_ids)
     assert pieces == ["\u2581a", "\u2581crimson", "\u2581five", "-", "pointed", "\u2581star", "</s>"]
+
+
+def _shows(prompt, concept):
+    words = {**world.SHAPE_WORDS, **world.COLOUR_WORDS, **world.PATTERN_ADJECTIVES}[concept]
+    phrases = world.PATTERN_PHRASES.get(concept, ())
+    padded = f" {prompt} "
+    return any(f" {w} " in padded for w in words + phrases if w)
+
+
+def test_toy_request_prompts_keep_the_preserved_concepts_and_never_show_the_erased_ones():
+    from erasekit.api import toy_preserve_prompts, toy_prompts
+
+    # Two concepts of one head: captions without them must show neither.
+    without = toy_prompts(["star", "heart"], n=60, seed=0, without=True)
+    assert not any(_shows(p, "star") or _shows(p, "heart") for p in without)
+    assert toy_preserve_prompts(["striped"], seed=4) == toy_prompts(["striped"], seed=4, without=True)
+    kept = toy_preserve_prompts(["star"], ["dotted", "triangle"], n=40, seed=1)
+    assert len(kept) == 40 and not any(_shows(p, "star") for p in kept)
+    named = [p for p in kept if _shows(p, "dotted") or _shows(p, "triangle")]
+    assert len(named) >= 20
+    assert any(_shows(p, "dotted") for p in named) and any(_shows(p, "triangle") for p in named)
+    with pytest.raises(ValueError, match="both named and excluded"):
+        toy_prompts(["star"], excluding=["star"])

@@ -70,11 +70,12 @@ def erase(model: str | Path | Backbone, method: str, concepts: Sequence[str], ou
     erasure = get_method(method)
     if out is not None and Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite")
+    named = list(concepts) + list(preserve) + ([anchor] if anchor else [])
     if str(model) in TOY_MODELS:
-        check_concepts_toy(list(concepts) + ([anchor] if anchor else []))
+        check_concepts_toy(named)
     backbone = model if isinstance(model, Backbone) else load(model)
     erasure.check_family(backbone.family)
-    check_concepts(backbone, list(concepts) + ([anchor] if anchor else []))
+    check_concepts(backbone, named)
     toy = is_toy(backbone)
     config = erasure.make_config(settings, toy=toy)
     workdir = Path(f"{out}.work") if out is not None else None
@@ -84,7 +85,7 @@ def erase(model: str | Path | Backbone, method: str, concepts: Sequence[str], ou
                            workdir=str(workdir) if workdir else None, resume=resume)
     if toy:
         request.prompts = toy_prompts(concepts, seed=seed)
-        request.preserve_prompts = toy_prompts(concepts, seed=seed + 1, without=True)
+        request.preserve_prompts = toy_preserve_prompts(concepts, preserve, seed=seed + 1)
         request.anchor_prompts = toy_anchor_prompts(request.prompts, concepts, anchor, seed=seed + 2)
     edit = erasure.erase(backbone, request, config)
     if out is not None:
@@ -139,16 +140,34 @@ def toy_anchor_prompts(prompts: Sequence[str], concepts: Sequence[str], anchor: 
     return out
 
 
-def toy_prompts(concepts: Sequence[str], n: int = 64, seed: int = 0, without: bool = False) -> list[str]:
+def toy_preserve_prompts(concepts: Sequence[str], preserve: Sequence[str] = (), n: int = 64,
+                         seed: int = 0) -> list[str]:
+    """The prompts a method keeps in place while it erases ``concepts``: captions without any of them; with
+    ``preserve`` concepts, half of them name those (still without the erased ones)."""
+    without = toy_prompts(concepts, n=n, seed=seed, without=True)
+    if not preserve:
+        return without
+    named = toy_prompts(preserve, n=n // 2, seed=seed + 100, excluding=concepts)
+    return named + without[:n - len(named)]
+
+
+def toy_prompts(concepts: Sequence[str], n: int = 64, seed: int = 0, without: bool = False,
+                excluding: Sequence[str] = ()) -> list[str]:
     """Training-template captions of the toy world that name each concept by its word (or, with ``without``,
-    captions of images that have none of the concepts). Held-out templates are never used."""
+    captions of images that have none of the concepts), showing none of the ``excluding`` concepts. Held-out
+    templates are never used."""
+    if set(concepts) & set(excluding):
+        raise ValueError("a concept cannot be both named and excluded")
     rng = random.Random(seed)
+
+    def shows_excluded(sample, excluded):
+        return any(sample.names[world.concept_head(c)] == c for c in excluded)
+
     prompts: list[str] = []
     if without:
-        exclude = {world.concept_head(c): c for c in concepts}
         while len(prompts) < n:
             sample = world.random_samples(1, rng)[0]
-            if not any(sample.names[h] == c for h, c in exclude.items()):
+            if not shows_excluded(sample, list(concepts) + list(excluding)):
                 prompts.append(world.caption(sample, rng))
         return prompts
     per = max(1, n // len(concepts))
@@ -157,6 +176,8 @@ def toy_prompts(concepts: Sequence[str], n: int = 64, seed: int = 0, without: bo
         made = 0
         while made < per:
             sample = world.random_samples(1, rng, fixed={head: concept})[0]
+            if shows_excluded(sample, excluding):
+                continue
             text = world.caption(sample, rng, canonical=True)
             if concept in text.split():
                 prompts.append(text)

@@ -74,6 +74,9 @@ class EraseRequest:
             raise ValueError("an erase request needs at least one non-empty target concept")
         if self.anchor is not None and self.anchor.strip() in self.targets:
             raise ValueError(f"the anchor concept '{self.anchor}' is also a target; choose a different anchor")
+        kept = sorted({p.strip() for p in self.preserve} & set(self.targets))
+        if kept:
+            raise ValueError(f"{', '.join(kept)} cannot be both erased and preserved")
 
 
 DEFAULT_TEMPLATES = ("{}", "a photo of {}", "a painting of {}", "an image of {}")
