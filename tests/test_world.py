@@ -100,3 +100,5 @@ def test_toy_request_prompts_keep_the_preserved_concepts_and_never_show_the_eras
     assert any(_shows(p, "dotted") for p in named) and any(_shows(p, "triangle") for p in named)
     with pytest.raises(ValueError, match="both named and excluded"):
         toy_prompts(["star"], excluding=["star"])
+    with pytest.raises(ValueError, match="avoids every pattern"):
+        toy_prompts(["plain", "striped", "dotted"], without=True)

@@ -158,6 +158,10 @@ def toy_prompts(concepts: Sequence[str], n: int = 64, seed: int = 0, without: bo
     templates are never used."""
     if set(concepts) & set(excluding):
         raise ValueError("a concept cannot be both named and excluded")
+    avoided = list(excluding) + (list(concepts) if without else [])
+    for head, values in world.HEADS.items():
+        if set(values) <= set(avoided):
+            raise ValueError(f"no toy caption avoids every {head} ({', '.join(values)})")
     rng = random.Random(seed)
 
     def shows_excluded(sample, excluded):
