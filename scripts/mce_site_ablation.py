@@ -55,15 +55,15 @@ def main():
 
     ones = {k: torch.ones_like(v) for k, v in masks.items()}
     with torch.no_grad():
+        if args.units:
+            single_units(gates, masks, final, with_concept, without, args.units)
+            return
         base = final(with_concept, ones), final(without, ones)
 
         def report(label, site_masks):
             moved = [float(((final(p, site_masks) - b) ** 2).mean()) for p, b in zip((with_concept, without), base)]
             print(f"{label:55s} with the concept {moved[0]:.3f}   without {moved[1]:.3f}", flush=True)
 
-        if args.units:
-            single_units(gates, masks, final, with_concept, without, args.units)
-            return
         report("every site masked", masks)
         for gate in gates:
             report(f"all but {gate.key}", {**masks, gate.key: ones[gate.key]})
