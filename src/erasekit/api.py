@@ -171,7 +171,7 @@ def toy_prompts(concepts: Sequence[str], n: int = 64, seed: int = 0, without: bo
     if without:
         while len(prompts) < n:
             sample = world.random_samples(1, rng)[0]
-            if not shows_excluded(sample, list(concepts) + list(excluding)):
+            if not shows_excluded(sample, avoided):
                 prompts.append(world.caption(sample, rng))
         return prompts
     per = max(1, n // len(concepts))
