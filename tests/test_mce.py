@@ -251,3 +251,70 @@ def test_random_control_masks_match_the_edit_site_by_site(tiny_flux):
         assert int((draw[0][gate.key] == 0).sum()) == off
         assert int((draw[1][gate.key] == 0).sum()) == (off if gate.group == "ffn" else 0)
     assert any(not torch.equal(draw[0][g.key], masks[g.key]) for g in gates)
+
+
+# ------------------------------------------------------------------------------------------ FlowEdit target
+
+
+def test_flow_edit_keeps_the_source_for_the_same_prompt_and_takes_one_step_by_the_formula(tiny_flux):
+    from erasekit.mce import flow_edit
+
+    source = torch.randn(2, *tiny_flux.prepare(1, num_inference_steps=4).latents.shape[1:],
+                         generator=torch.Generator().manual_seed(0))
+    cond, other = tiny_flux.encode(PROMPTS), tiny_flux.encode(["a green square", "a yellow heart"])
+    uncond = tiny_flux.encode([""])
+    same = flow_edit(tiny_flux, source, cond, cond, uncond, steps=4, n_max=3, source_guidance=2.0,
+                     target_guidance=2.0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(same, source)
+
+    edited = flow_edit(tiny_flux, source, cond, other, uncond, steps=4, n_max=1, source_guidance=1.5,
+                       target_guidance=5.5, generator=torch.Generator().manual_seed(1))
+    schedule = tiny_flux.prepare(2, num_inference_steps=4, latents=source)
+    sigma, sigma_next, t = schedule.sigmas[3], schedule.sigmas[4], schedule.timesteps[3]
+    noise = torch.randn(source.shape, generator=torch.Generator().manual_seed(1))
+    z = (1 - sigma) * source + sigma * noise  # at the first edited step the target point is the source point
+    with torch.no_grad():
+        delta = tiny_flux.velocity(z, t, other, uncond, 5.5) - tiny_flux.velocity(z, t, cond, uncond, 1.5)
+    torch.testing.assert_close(edited, source + (sigma_next - sigma) * delta)
+    assert (edited - source).abs().max() > 1e-4
+
+
+def test_flow_edit_target_edits_the_original_image_of_the_concept_rows_only(tiny_flux, tiny_sd, monkeypatch):
+    method = get_method("mce")
+    config = method.make_config({"steps": 1, "sampler_steps": 2, "batch_size": 4, "guidance_scale": 1.0,
+                                 "target": "flow_edit", "edit_steps": 4, "edit_n_max": 2})
+    request = EraseRequest(targets=["star"], prompts=["a red star", "a striped star"],
+                           anchor_prompts=["a red circle", "a striped circle"],
+                           preserve_prompts=["a blue circle", "a green square"])
+    calls, seen = [], {}
+    real_edit = mce_method.flow_edit
+
+    def spy(backbone, source, *args, **kwargs):
+        calls.append((source.clone(), kwargs))
+        out = real_edit(backbone, source, *args, **kwargs)
+        seen["edited"] = out.clone()
+        return out
+
+    def capture(backbone, state, cond, uncond, guidance, hooks, noises, loss_fn):
+        seen["loss_fn"] = loss_fn
+        hooks.mode = "off"
+        with torch.no_grad():
+            seen["original"] = mce_method.rollout(backbone, state, cond, uncond, guidance)[-1].latents
+        return torch.zeros(())
+
+    monkeypatch.setattr(mce_method, "flow_edit", spy)
+    monkeypatch.setattr(mce_method, "end_to_end_backward", capture)
+    monkeypatch.setattr(mce_method, "mce_loss", lambda final, target, *a: seen.setdefault("target", target))
+    method.erase(tiny_flux, request, config)
+    seen["loss_fn"](seen["original"])
+    (source, kwargs), = calls
+    assert source.shape[0] == 2 and kwargs["steps"] == 4 and kwargs["n_max"] == 2
+    # Hooks were off (masks all open) for the source, so it is the original model's output for the concept rows.
+    torch.testing.assert_close(source, seen["original"][:2])
+    torch.testing.assert_close(seen["target"][:2], seen["edited"])
+    torch.testing.assert_close(seen["target"][2:], seen["original"][2:])
+
+    with pytest.raises(ValueError, match="edit_n_max"):
+        MCEConfig(target="flow_edit", edit_steps=4, edit_n_max=5)
+    with pytest.raises(ValueError, match="flow-matching"):
+        method.erase(tiny_sd, request, config)

@@ -8,10 +8,12 @@ neutral prompts keep their original outputs (weight β):
     L(M) = E_{c ∈ C_R} ‖F_M(x_T, c) − F(x_T, ∅)‖²  +  β · E_{c ∈ C_N} ‖F_M(x_T, c) − F(x_T, c)‖²
 
 Gates train through the hard-concrete relaxation and are binarised at λ > 0. Gradients flow through every
-sampler step by step-wise recomputation (``erasekit.mce.objective``). The released trainer differs: it targets
-the original output for the concept phrase replaced by a neutral phrase (``target="neutral_prompt"``; its
-FlowEdit-on-FLUX.1-dev default is not offered), uses β = 0.1, one fixed seed (48) for every sample
-(``noise="fixed"``), and resamples the mask noise during recomputation (never done here).
+sampler step by step-wise recomputation (``erasekit.mce.objective``). The released trainer differs: by default
+it targets the original model's image of the concept prompt edited toward the concept phrase replaced by a
+neutral phrase with FlowEdit on FLUX.1-dev (``target="flow_edit"``: here the model being erased edits, see
+``erasekit.mce.flow_edit``), or, as its alternative, the original output for the replaced prompt from the same
+x_T (``target="neutral_prompt"``); it uses β = 0.1, one fixed seed (48) for every sample (``noise="fixed"``),
+and resamples the mask noise during recomputation (never done here).
 
 ``neutral="paired"`` is erasekit's own option, in neither the paper nor the released code: each concept sample's
 neutral partner is its target prompt on the same x_T (README, toy-world results).
@@ -33,8 +35,8 @@ from ..atomic import atomic_directory
 from ..edits import Edit
 from ..errors import InvalidEditError
 from ..eval.prompts import load_cc3m
-from ..mce import (DEFAULT_UNET_PATTERN, INIT_LOGIT, Gate, MaskHooks, end_to_end_backward, find_gates, hard_mask,
-                   mce_loss, rollout)
+from ..mce import (DEFAULT_UNET_PATTERN, INIT_LOGIT, Gate, MaskHooks, end_to_end_backward, find_gates, flow_edit,
+                   hard_mask, mce_loss, rollout)
 from ..progress import progress_bar
 from ..training.engine import ResumeMismatchError, TrainingDivergedError
 from .base import EraseRequest, Method, register
@@ -59,7 +61,10 @@ class MCEConfig:
     # The paper's "Adam, weight decay 1e-2" read as decoupled decay (AdamW, the released code). "adam" couples
     # the decay into Adam's normalised gradient: every gate without a loss gradient then walks to λ = 0.
     optimizer: str = "adamw"
-    target: str = "empty_prompt"  # "empty_prompt" (paper) or "neutral_prompt" (released code's alternative)
+    # "empty_prompt" (paper); "neutral_prompt" (released code's alternative: the concept phrase replaced, sampled
+    # from the same x_T); "flow_edit" (released code's default: the original image of the concept prompt edited
+    # toward the neutral prompt with FlowEdit, by the model itself here, not FLUX.1-dev; flow-matching models only)
+    target: str = "empty_prompt"
     neutral_phrase: str = "a thing"  # replaces the concept for target "neutral_prompt" (outside the toy world)
     # "random": neutral samples are neutral prompts drawn at random (paper, released code). "paired": each concept
     # sample's partner is its own target prompt on the same x_T, held at its original output — the masks may not
@@ -69,6 +74,10 @@ class MCEConfig:
     fixed_seed: int = 48
     sampler_steps: int | None = None  # K (default: the model's generation steps)
     guidance_scale: float | None = None  # default: the model's
+    edit_steps: int = 28  # FlowEdit's schedule (target "flow_edit"; released code's constants)
+    edit_n_max: int = 24  # how many of its last steps edit
+    edit_source_guidance: float = 1.5
+    edit_target_guidance: float = 5.5
     neutral_prompts_file: str | None = None  # CC3M-style TSV/TXT of neutral captions (first column)
     num_neutral: int = 40
     unet_pattern: str = DEFAULT_UNET_PATTERN
@@ -79,8 +88,10 @@ class MCEConfig:
     def __post_init__(self):
         if self.beta < 0:
             raise ValueError(f"beta must be ≥ 0, got {self.beta}")
-        if self.target not in ("empty_prompt", "neutral_prompt"):
-            raise ValueError(f"target must be 'empty_prompt' or 'neutral_prompt', not {self.target!r}")
+        if self.target not in ("empty_prompt", "neutral_prompt", "flow_edit"):
+            raise ValueError(f"target must be 'empty_prompt', 'neutral_prompt' or 'flow_edit', not {self.target!r}")
+        if not 0 < self.edit_n_max <= self.edit_steps:
+            raise ValueError(f"edit_n_max must be in 1..edit_steps ({self.edit_steps}), got {self.edit_n_max}")
         if self.neutral not in ("random", "paired"):
             raise ValueError(f"neutral must be 'random' or 'paired', not {self.neutral!r}")
         if self.noise not in ("fresh", "fixed"):
@@ -126,6 +137,8 @@ class MCE(Method):
         for component in backbone.pipeline.components.values():
             if isinstance(component, torch.nn.Module):
                 component.requires_grad_(False)
+        if config.target == "flow_edit" and backbone.family != "flux":
+            raise ValueError(f"target 'flow_edit' needs a flow-matching model (FLUX); {backbone.family} is not one")
         gates = find_gates(denoiser, backbone.family, config.heads, config.unet_pattern)
         concept_prompts = request.target_prompts()
         neutral_prompts = request.keep_prompts()
@@ -134,7 +147,7 @@ class MCE(Method):
                 raise ValueError("MCE needs neutral prompts: pass --preserve concepts or --set "
                                  "neutral_prompts_file=PATH (e.g. CC3M captions)")
             neutral_prompts = neutral_prompts_from_file(config.neutral_prompts_file, config.num_neutral)
-        if config.target == "neutral_prompt":
+        if config.target != "empty_prompt":
             if request.anchor_prompts:
                 replaced = list(request.anchor_prompts)
             else:
@@ -191,7 +204,15 @@ class MCE(Method):
                         target_cond = backbone.encode(target_prompts)
                         hooks.mode = "off"
                         state = backbone.prepare(len(prompts), num_inference_steps=steps_k, latents=x_t)
-                        target = rollout(backbone, state, target_cond, uncond, guidance)[-1].latents
+                        if config.target == "flow_edit":
+                            target = rollout(backbone, state, cond, uncond, guidance)[-1].latents
+                            target[:n_concept] = flow_edit(
+                                backbone, target[:n_concept], cond[:n_concept], target_cond[:n_concept], empty,
+                                steps=config.edit_steps, n_max=config.edit_n_max, generator=generator,
+                                source_guidance=config.edit_source_guidance,
+                                target_guidance=config.edit_target_guidance)
+                        else:
+                            target = rollout(backbone, state, target_cond, uncond, guidance)[-1].latents
                     hooks.mode = "relaxed"
                     noises = [hooks.draw_noise(generator) for _ in range(steps_k)]
                     loss = end_to_end_backward(

@@ -166,17 +166,22 @@ class FluxBackbone(Backbone):
         return SamplerState(latents=latents, timesteps=scheduler.timesteps.tolist(), scheduler=scheduler,
                             sigmas=scheduler.sigmas.tolist(), height=height, width=width)
 
+    def velocity(self, latents, timestep, cond, uncond=None, guidance_scale=None) -> torch.Tensor:
+        """The (classifier-free guided) flow velocity at ``timestep`` (the schedule's unit, ``sigma * 1000``)."""
+        scale = self._guidance(uncond, guidance_scale)
+        # The pipeline feeds timestep / 1000 with timestep = sigma * 1000 in float32; do the same arithmetic.
+        t = torch.tensor(timestep, dtype=torch.float32).to(latents.dtype) / 1000
+        pred = self.predict(latents, t, cond)
+        if scale is not None:
+            pred_uncond = self.predict(latents, t, uncond)
+            pred = pred_uncond + scale * (pred - pred_uncond)
+        return pred
+
     def step(self, state, cond, uncond=None, guidance_scale=None):
         if state.done:
             raise ValueError("The sampler has taken all its steps; decode `state.latents`.")
-        scale = self._guidance(uncond, guidance_scale)
         x, i = state.latents, state.index
-        # The pipeline feeds timestep / 1000 with timestep = sigma * 1000 in float32; do the same arithmetic.
-        t = torch.tensor(state.timesteps[i], dtype=torch.float32).to(x.dtype) / 1000
-        pred = self.predict(x, t, cond)
-        if scale is not None:
-            pred_uncond = self.predict(x, t, uncond)
-            pred = pred_uncond + scale * (pred - pred_uncond)
+        pred = self.velocity(x, state.timesteps[i], cond, uncond, guidance_scale)
 
         # Euler, as FlowMatchEulerDiscreteScheduler.step: upcast to float32, x + (sigma_next - sigma) * v.
         sigma = torch.tensor(state.sigmas[i], dtype=torch.float32, device=x.device)
