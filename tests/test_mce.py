@@ -207,6 +207,20 @@ def test_resume_continues_exactly(tiny_flux, tmp_path, monkeypatch):
         torch.testing.assert_close(resumed.tensors[k], v)
 
 
+def test_the_request_seed_drives_training_unless_the_config_names_one(tiny_flux):
+    method = get_method("mce")
+
+    def final_loss(request_seed, **settings):
+        request = _request()
+        request.seed = request_seed
+        config = method.make_config({"steps": 2, "sampler_steps": 2, "guidance_scale": 1.0} | settings)
+        return method.erase(tiny_flux, request, config).data["training"]["final_loss"]
+
+    assert final_loss(0) == final_loss(0)
+    assert final_loss(1) != final_loss(0)
+    assert final_loss(0, seed=1) == final_loss(1)
+
+
 def test_paired_neutral_samples_are_the_targets_on_the_same_noise(tiny_flux, monkeypatch):
     method = get_method("mce")
     config = method.make_config({"steps": 1, "sampler_steps": 2, "batch_size": 4, "guidance_scale": 1.0,

@@ -46,7 +46,7 @@ class GIEConfig:
     judge_path: str | None = None  # a local CLIP folder for judge "clip"
     num_inference_steps: int | None = None  # of the labelling generations (default: the model's)
     guidance_scale: float | None = None
-    seed: int = 0
+    seed: int | None = None  # labelling and adapter seeds; default: the request's seed (`erasekit erase --seed`)
 
     def __post_init__(self):
         if self.scale is not None and self.scale > 0 and not self.allow_positive:
@@ -87,14 +87,15 @@ class GIE(Method):
             judge = make_judge(config.judge, request.targets, is_toy(backbone), config.judge_path)
             prompts = request.target_prompts()[:config.train_prompts]
             d = backbone.defaults
-            labelled = label_prompts(sampler, judge, prompts, [config.seed + i for i in range(len(prompts))],
+            seed = request.seed if config.seed is None else config.seed
+            labelled = label_prompts(sampler, judge, prompts, [seed + i for i in range(len(prompts))],
                                      config.scale_grid, config.num_inference_steps or d.num_inference_steps,
                                      d.guidance_scale if config.guidance_scale is None else config.guidance_scale,
                                      d.height, d.width)
             features = labelled["features"]  # (prompts, n_tokens, layers): every token of a prompt shares its label
             labels = labelled["labels"][:, None].expand(-1, features.shape[1])
             adapter, loss = fit_adapter(features.flatten(0, 1), labels.flatten(), config.hidden, config.epochs,
-                                        config.lr, config.seed)
+                                        config.lr, seed)
             tensors = {ADAPTER_PREFIX + k: v for k, v in adapter.state_dict().items()}
             values, counts = labelled["labels"].unique(return_counts=True)
             data["training"] = {

@@ -83,7 +83,7 @@ class MCEConfig:
     unet_pattern: str = DEFAULT_UNET_PATTERN
     init_logit: float = INIT_LOGIT
     checkpoint_every: int = 25
-    seed: int = 0
+    seed: int | None = None  # noise and prompt draws; default: the request's seed (`erasekit erase --seed`)
 
     def __post_init__(self):
         if self.beta < 0:
@@ -168,8 +168,9 @@ class MCE(Method):
                   for group, lr in lrs.items() if any(g.group == group for g in gates)]
         opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         optimizer = opt_cls(groups, weight_decay=config.weight_decay)
-        generator = torch.Generator("cpu").manual_seed(config.seed)
-        rng = random.Random(config.seed)
+        seed = request.seed if config.seed is None else config.seed
+        generator = torch.Generator("cpu").manual_seed(seed)
+        rng = random.Random(seed)
         checkpoint = _Checkpoint(request.workdir, self.name, backbone.name_or_path, request.targets, config)
         start = checkpoint.restore(logits, optimizer, generator, rng) if request.resume else 0
 
