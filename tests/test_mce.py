@@ -332,3 +332,81 @@ def test_flow_edit_target_edits_the_original_image_of_the_concept_rows_only(tiny
         MCEConfig(target="flow_edit", edit_steps=4, edit_n_max=5)
     with pytest.raises(ValueError, match="flow-matching"):
         method.erase(tiny_sd, request, config)
+
+
+def _distilled_flux(seed=1):
+    """A tiny FLUX pipeline whose transformer embeds its guidance scale, as FLUX.1-dev does."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    from erasekit.toy.pipelines import tiny_flux_pipeline
+
+    pipe = tiny_flux_pipeline(seed=seed)
+    config = dict(pipe.transformer.config) | {"guidance_embeds": True}
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel.from_config(config).eval()
+    return FluxPipeline(**(pipe.components | {"transformer": transformer}))
+
+
+def test_flow_edit_gives_a_distilled_model_its_scales_as_embedded_guidance(tiny_flux):
+    from erasekit.mce import flow_edit
+    from erasekit.models import from_pipeline
+
+    editor = from_pipeline(_distilled_flux(), name="tiny-flux-dev")
+    source = torch.randn(2, *tiny_flux.prepare(1, num_inference_steps=4).latents.shape[1:],
+                         generator=torch.Generator().manual_seed(0))
+    cond, other = editor.encode(PROMPTS), editor.encode(["a green square", "a yellow heart"])
+    passes = []
+    real_predict = editor.predict
+
+    def spy(latents, t, c, denoiser=None, embedded_guidance=None):
+        passes.append(embedded_guidance)
+        return real_predict(latents, t, c, denoiser, embedded_guidance)
+
+    editor.predict = spy
+    edited = flow_edit(editor, source, cond, other, None, steps=4, n_max=1, source_guidance=1.5,
+                       target_guidance=5.5, generator=torch.Generator().manual_seed(1))
+    assert passes == [1.5, 5.5]  # one pass per velocity, no unconditional one
+    editor.predict = real_predict
+    schedule = editor.prepare(2, num_inference_steps=4, latents=source)
+    sigma, sigma_next, t = schedule.sigmas[3], schedule.sigmas[4], schedule.timesteps[3]
+    z = (1 - sigma) * source + sigma * torch.randn(source.shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        delta = (editor.velocity(z, t, other, embedded_guidance=5.5)
+                 - editor.velocity(z, t, cond, embedded_guidance=1.5))
+    torch.testing.assert_close(edited, source + (sigma_next - sigma) * delta)
+
+
+def test_edit_model_edits_the_targets_and_bad_ones_are_refused(tiny_flux, tmp_path, monkeypatch):
+    import json
+
+    from erasekit.toy.pipelines import tiny_sd_pipeline
+
+    _distilled_flux().save_pretrained(tmp_path / "dev")
+    method = get_method("mce")
+    settings = {"steps": 1, "sampler_steps": 2, "batch_size": 2, "guidance_scale": 1.0, "target": "flow_edit",
+                "edit_steps": 3, "edit_n_max": 2, "edit_model": str(tmp_path / "dev")}
+    editors = []
+    real_edit = mce_method.flow_edit
+
+    def spy(backbone, source, source_cond, target_cond, uncond, **kwargs):
+        editors.append(backbone)
+        return real_edit(backbone, source, source_cond, target_cond, uncond, **kwargs)
+
+    monkeypatch.setattr(mce_method, "flow_edit", spy)
+    request = EraseRequest(targets=["star"], prompts=["a red star"], anchor_prompts=["a red circle"],
+                           preserve_prompts=["a blue circle"])
+    edit = method.erase(tiny_flux, request, method.make_config(settings))
+    assert edit.kind == "mask_set"
+    (editor,) = editors
+    assert editor is not tiny_flux and editor.denoiser.config.guidance_embeds
+    assert not any(p.requires_grad for p in editor.denoiser.parameters())
+
+    with pytest.raises(ValueError, match="needs target 'flow_edit'"):
+        MCEConfig(target="neutral_prompt", edit_model=str(tmp_path / "dev"))
+    tiny_sd_pipeline(seed=0).save_pretrained(tmp_path / "sd")
+    with pytest.raises(ValueError, match="flow-matching"):
+        method.erase(tiny_flux, request, method.make_config(settings | {"edit_model": str(tmp_path / "sd")}))
+    vae_config = tmp_path / "dev" / "vae" / "config.json"
+    vae_config.write_text(json.dumps(json.loads(vae_config.read_text()) | {"scaling_factor": 0.5}))
+    with pytest.raises(ValueError, match="latent space"):
+        method.erase(tiny_flux, request, method.make_config(settings))

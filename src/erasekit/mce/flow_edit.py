@@ -11,8 +11,10 @@ the ``n_max``-th last step down, it noises the source with fresh noise, ``z_src 
 that point by the edit made so far, ``z_tar = z_edit + z_src − x_src``, and moves the edit by the difference of
 the two guided velocities: ``z_edit += (σ_next − σ) (v(z_tar, c_tar) − v(z_src, c_src))``. The released code edits
 with FLUX.1-dev (28 steps, ``n_max`` 24, guidance 1.5 for the source and 5.5 for the target, one noise draw per
-step, no plain sampling at the end); here the model being erased edits (its masks off), with classifier-free
-guidance at those scales.
+step, no plain sampling at the end). Whichever model edits, guidance follows the model: a guidance-distilled one
+(``guidance_embeds``, as FLUX.1-dev) gets the two scales as its embedded guidance, one pass per velocity, as in
+the released code; any other gets classifier-free guidance at those scales against the empty prompt. By default
+the model being erased edits (its masks off); MCE's ``edit_model`` setting names a second model instead.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def flow_edit(backbone, source: torch.Tensor, source_cond: Conditioning, target_
               target_guidance: float = 5.5, generator: torch.Generator | None = None) -> torch.Tensor:
     """``source`` latents ``(B, C, h, w)`` (clean) edited from ``source_cond`` toward ``target_cond``.
 
-    ``backbone`` must sample by flow matching (``velocity``); ``uncond`` is needed for guidance scales ≠ 1.
+    ``backbone`` must sample by flow matching (``velocity``); ``uncond`` is needed for guidance scales ≠ 1 unless
+    the model is guidance-distilled (then it is not used).
     """
     if not hasattr(backbone, "velocity"):
         raise ValueError(f"FlowEdit needs a flow-matching model; {backbone.family} is not one")
@@ -38,12 +41,19 @@ def flow_edit(backbone, source: torch.Tensor, source_cond: Conditioning, target_
     schedule = backbone.prepare(source.shape[0], num_inference_steps=steps, latents=torch.zeros_like(source))
     sigmas, timesteps = schedule.sigmas, schedule.timesteps
     edited = source.clone()
+    distilled = bool(getattr(backbone.denoiser.config, "guidance_embeds", False))
+
+    def guided(latents, timestep, cond, scale):
+        if distilled:
+            return backbone.velocity(latents, timestep, cond, embedded_guidance=scale)
+        return backbone.velocity(latents, timestep, cond, uncond, scale)
+
     for i in range(steps - n_max, steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         noise = randn_tensor(source.shape, generator=generator, device=source.device, dtype=source.dtype)
         z_source = (1 - sigma) * source + sigma * noise
         z_target = edited + z_source - source
-        v_source = backbone.velocity(z_source, timesteps[i], source_cond, uncond, source_guidance)
-        v_target = backbone.velocity(z_target, timesteps[i], target_cond, uncond, target_guidance)
+        v_source = guided(z_source, timesteps[i], source_cond, source_guidance)
+        v_target = guided(z_target, timesteps[i], target_cond, target_guidance)
         edited = edited + (sigma_next - sigma) * (v_target - v_source)
     return edited

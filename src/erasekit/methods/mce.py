@@ -78,6 +78,9 @@ class MCEConfig:
     edit_n_max: int = 24  # how many of its last steps edit
     edit_source_guidance: float = 1.5
     edit_target_guidance: float = 5.5
+    # The model that edits the FlowEdit targets: a local diffusers folder or hub id of a flow-matching model with the
+    # same latent space (the released code: black-forest-labs/FLUX.1-dev); default: the model being erased.
+    edit_model: str | None = None
     neutral_prompts_file: str | None = None  # CC3M-style TSV/TXT of neutral captions (first column)
     num_neutral: int = 40
     unet_pattern: str = DEFAULT_UNET_PATTERN
@@ -98,6 +101,8 @@ class MCEConfig:
             raise ValueError(f"noise must be 'fresh' or 'fixed', not {self.noise!r}")
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be 'adam' or 'adamw', not {self.optimizer!r}")
+        if self.edit_model and self.target != "flow_edit":
+            raise ValueError(f"edit_model edits FlowEdit targets; it needs target 'flow_edit', not {self.target!r}")
         if self.batch_size < 1 or self.steps < 1:
             raise ValueError("batch_size and steps must be positive")
 
@@ -114,6 +119,26 @@ def neutral_prompts_from_file(path: str | Path, n: int) -> list[str]:
     if not prompts:
         raise ValueError(f"{path} holds no captions")
     return prompts
+
+
+def load_editor(backbone, edit_model: str | None):
+    """The model that edits FlowEdit targets: ``backbone`` itself, or ``edit_model`` loaded beside it, frozen."""
+    if not edit_model:
+        return backbone
+    from ..models import load
+
+    editor = load(edit_model, device=backbone.device, dtype=backbone.dtype)
+    if editor.family != "flux":
+        raise ValueError(f"edit_model {edit_model!r} is a {editor.family} model; FlowEdit needs a flow-matching one")
+    keys = ("latent_channels", "scaling_factor", "shift_factor")
+    ours, theirs = ({k: p.pipeline.vae.config.get(k) for k in keys} for p in (backbone, editor))
+    if ours != theirs or editor.denoiser.config.in_channels != backbone.denoiser.config.in_channels:
+        raise ValueError(f"edit_model {edit_model!r} does not share the erased model's latent space "
+                         f"(VAE {theirs} against {ours}); its edits would mean nothing to it")
+    for component in editor.pipeline.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False)
+    return editor
 
 
 def gate_denoiser(pipeline):
@@ -174,8 +199,10 @@ class MCE(Method):
         checkpoint = _Checkpoint(request.workdir, self.name, backbone.name_or_path, request.targets, config)
         start = checkpoint.restore(logits, optimizer, generator, rng) if request.resume else 0
 
+        editor = load_editor(backbone, config.edit_model) if config.target == "flow_edit" else None
         with torch.no_grad():
             empty = backbone.encode([""])
+            editor_empty = empty if editor is backbone else editor.encode([""]) if editor else None
         uncond = empty if guidance and guidance > 1 else None
         hooks = MaskHooks(denoiser, gates, logits).install()
         n_concept = math.ceil(config.batch_size / 2)
@@ -207,8 +234,13 @@ class MCE(Method):
                         state = backbone.prepare(len(prompts), num_inference_steps=steps_k, latents=x_t)
                         if config.target == "flow_edit":
                             target = rollout(backbone, state, cond, uncond, guidance)[-1].latents
+                            if editor is backbone:
+                                source_cond, edit_cond = cond[:n_concept], target_cond[:n_concept]
+                            else:
+                                source_cond = editor.encode(prompts[:n_concept])
+                                edit_cond = editor.encode(target_prompts[:n_concept])
                             target[:n_concept] = flow_edit(
-                                backbone, target[:n_concept], cond[:n_concept], target_cond[:n_concept], empty,
+                                editor, target[:n_concept], source_cond, edit_cond, editor_empty,
                                 steps=config.edit_steps, n_max=config.edit_n_max, generator=generator,
                                 source_guidance=config.edit_source_guidance,
                                 target_guidance=config.edit_target_guidance)

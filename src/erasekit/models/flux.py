@@ -98,7 +98,9 @@ class FluxBackbone(Backbone):
 
     # ------------------------------------------------------------------------------------------- denoiser
 
-    def predict(self, latents, t, cond, denoiser=None):
+    def predict(self, latents, t, cond, denoiser=None, embedded_guidance: float | None = None):
+        """The transformer's velocity; ``embedded_guidance`` overrides ``self.embedded_guidance`` for this pass
+        (guidance-distilled models only)."""
         denoiser = denoiser if denoiser is not None else self.denoiser
         b, c, h, w = latents.shape
         cond = cond.expand_to(b)
@@ -106,7 +108,8 @@ class FluxBackbone(Backbone):
         image_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, latents.device, latents.dtype)
         guidance = None
         if denoiser.config.guidance_embeds:
-            guidance = torch.full((b,), self.embedded_guidance, device=latents.device, dtype=torch.float32)
+            value = self.embedded_guidance if embedded_guidance is None else embedded_guidance
+            guidance = torch.full((b,), value, device=latents.device, dtype=torch.float32)
         out = denoiser(
             hidden_states=packed,
             timestep=as_timestep_tensor(t, b, latents.device, latents.dtype),
@@ -166,14 +169,15 @@ class FluxBackbone(Backbone):
         return SamplerState(latents=latents, timesteps=scheduler.timesteps.tolist(), scheduler=scheduler,
                             sigmas=scheduler.sigmas.tolist(), height=height, width=width)
 
-    def velocity(self, latents, timestep, cond, uncond=None, guidance_scale=None) -> torch.Tensor:
+    def velocity(self, latents, timestep, cond, uncond=None, guidance_scale=None,
+                 embedded_guidance: float | None = None) -> torch.Tensor:
         """The (classifier-free guided) flow velocity at ``timestep`` (the schedule's unit, ``sigma * 1000``)."""
         scale = self._guidance(uncond, guidance_scale)
         # The pipeline feeds timestep / 1000 with timestep = sigma * 1000 in float32; do the same arithmetic.
         t = torch.tensor(timestep, dtype=torch.float32).to(latents.dtype) / 1000
-        pred = self.predict(latents, t, cond)
+        pred = self.predict(latents, t, cond, embedded_guidance=embedded_guidance)
         if scale is not None:
-            pred_uncond = self.predict(latents, t, uncond)
+            pred_uncond = self.predict(latents, t, uncond, embedded_guidance=embedded_guidance)
             pred = pred_uncond + scale * (pred - pred_uncond)
         return pred
 
