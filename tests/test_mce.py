@@ -214,7 +214,9 @@ def test_the_request_seed_drives_training_unless_the_config_names_one(tiny_flux)
         request = _request()
         request.seed = request_seed
         config = method.make_config({"steps": 2, "sampler_steps": 2, "guidance_scale": 1.0} | settings)
-        return method.erase(tiny_flux, request, config).data["training"]["final_loss"]
+        training = method.erase(tiny_flux, request, config).data["training"]
+        assert training["seed"] == settings.get("seed", request_seed)  # the edit records the seed it used
+        return training["final_loss"]
 
     assert final_loss(0) == final_loss(0)
     assert final_loss(1) != final_loss(0)

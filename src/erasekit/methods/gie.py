@@ -99,7 +99,7 @@ class GIE(Method):
             tensors = {ADAPTER_PREFIX + k: v for k, v in adapter.state_dict().items()}
             values, counts = labelled["labels"].unique(return_counts=True)
             data["training"] = {
-                "judge": judge.name, "prompts": len(prompts), "fit_mse": loss,
+                "judge": judge.name, "prompts": len(prompts), "fit_mse": loss, "seed": seed,
                 "labels": {f"{v:g}": int(c) for v, c in zip(values.tolist(), counts.tolist())},
                 "absent_share_by_scale": {f"{s:g}": float(1 - p.float().mean())
                                           for s, p in zip(config.scale_grid, labelled["present"])},

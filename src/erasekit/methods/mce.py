@@ -266,7 +266,7 @@ class MCE(Method):
             hooks.remove()
         masks = {g.key: hard_mask(logits[g.key].detach()).cpu() for g in gates}
         training = {"final_loss": history[-1] if history else None, "sampler_steps": steps_k,
-                    "guidance_scale": guidance, "steps": config.steps}
+                    "guidance_scale": guidance, "steps": config.steps, "seed": seed}
         return mask_edit(gates, masks, config, backbone, request.targets, training=training)
 
     @staticmethod
