@@ -202,7 +202,7 @@ class MCE(Method):
         editor = load_editor(backbone, config.edit_model) if config.target == "flow_edit" else None
         with torch.no_grad():
             empty = backbone.encode([""])
-            editor_empty = empty if editor is backbone else editor.encode([""]) if editor else None
+            editor_empty = editor.encode([""]) if editor not in (None, backbone) else empty
         uncond = empty if guidance and guidance > 1 else None
         hooks = MaskHooks(denoiser, gates, logits).install()
         n_concept = math.ceil(config.batch_size / 2)
