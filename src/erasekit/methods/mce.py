@@ -135,10 +135,7 @@ def load_editor(backbone, edit_model: str | None):
     if ours != theirs or editor.denoiser.config.in_channels != backbone.denoiser.config.in_channels:
         raise ValueError(f"edit_model {edit_model!r} does not share the erased model's latent space "
                          f"(VAE {theirs} against {ours}); its edits would mean nothing to it")
-    for component in editor.pipeline.components.values():
-        if isinstance(component, torch.nn.Module):
-            component.requires_grad_(False)
-    return editor
+    return editor.freeze()
 
 
 def gate_denoiser(pipeline):
@@ -158,10 +155,7 @@ class MCE(Method):
     def erase(self, backbone, request: EraseRequest, config: MCEConfig | None = None) -> Edit:
         self.check_family(backbone.family)
         config = config or self.make_config()
-        denoiser = backbone.denoiser
-        for component in backbone.pipeline.components.values():
-            if isinstance(component, torch.nn.Module):
-                component.requires_grad_(False)
+        denoiser = backbone.freeze().denoiser
         if config.target == "flow_edit" and backbone.family != "flux":
             raise ValueError(f"target 'flow_edit' needs a flow-matching model (FLUX); {backbone.family} is not one")
         gates = find_gates(denoiser, backbone.family, config.heads, config.unet_pattern)

@@ -212,6 +212,13 @@ class Backbone(abc.ABC):
         self.pipeline.to(device=device, dtype=dtype)
         return self
 
+    def freeze(self) -> Backbone:
+        """Stop gradients to every module of the pipeline, text encoders and VAE included; returns ``self``."""
+        for component in self.pipeline.components.values():
+            if isinstance(component, nn.Module):
+                component.requires_grad_(False)
+        return self
+
     @classmethod
     @abc.abstractmethod
     def fallback_defaults_for(cls, pipeline, toy: bool) -> GenerationDefaults:

@@ -98,10 +98,7 @@ class FineTuner:
                              f"choose one of {', '.join(groups)}")
 
         denoiser = backbone.denoiser
-        # Nothing trains but the chosen tensors (text encoders and VAE included).
-        for component in backbone.pipeline.components.values():
-            if isinstance(component, nn.Module):
-                component.requires_grad_(False)
+        backbone.freeze()  # nothing trains but the chosen tensors (text encoders and VAE included)
         self.lora = config.lora_rank is not None
         if self.lora:
             self._add_lora(denoiser, groups[config.train_method])
