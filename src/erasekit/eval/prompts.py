@@ -3,13 +3,16 @@
 
 Every loader checks the columns it needs (a clear error names the missing ones), keeps per-prompt seeds and
 guidance where the set has them, and returns a ``PromptSet`` whose ``provenance()`` records the file's sha256 and
-row count, so that results can say exactly what they were measured on.
+row count, so that results can say exactly what they were measured on. A user's mistake in a file (not UTF-8,
+broken quoting, an empty prompt, a seed that is no number) is one ``PromptSetError`` that names the line to fix.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +21,7 @@ from ..errors import ErasekitError
 
 
 class PromptSetError(ErasekitError, ValueError):
-    """A prompt file is missing, or lacks the columns its set needs."""
+    """A prompt file is missing or unreadable, or does not hold what its set needs (columns, quoting, seeds)."""
 
 
 @dataclass
@@ -47,155 +50,186 @@ class PromptSet:
         return [s if s is not None else start + i for i, s in enumerate(self.seeds)]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _check_file(path) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise PromptSetError(f"{path} is a folder, not a prompt file")
     if not path.is_file():
         raise PromptSetError(f"prompt file {path} does not exist")
     return path
 
 
-def _rows(path: Path, required: tuple[str, ...], name: str) -> list[dict]:
+def _read(path) -> tuple[Path, str, str]:
+    """The file's path, text and sha256, from one read, so that the hash is of the very bytes the prompts came from.
+
+    A BOM (Excel's "CSV UTF-8") is dropped; text in another encoding is an error that says where, not prompts
+    with mangled characters."""
+    path = _check_file(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PromptSetError(f"cannot read the prompt file {path}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1  # e.object: the bytes after the BOM, which e.start counts in
+        raise PromptSetError(f"{path}, line {line}: not UTF-8 text (byte {e.object[e.start]:#04x}); "
+                             "save the file as UTF-8") from None
+    return path, text, hashlib.sha256(data).hexdigest()
+
+
+def _rows(path: Path, text: str, required: tuple[str, ...], name: str) -> list[tuple[int, dict]]:
+    """The records as ``(line, row)``: ``line`` is where the record starts, so that errors found later (an empty
+    prompt, a bad seed) name the line the user has to fix."""
     # Prompts may span several lines inside quotes (I2P): a real CSV reader, never line splitting.
-    with open(path, newline="", encoding="utf-8") as f:
-        # strict: a stray or unclosed quote is an error, not a row that swallows the rest of the file.
-        reader = csv.DictReader(f, strict=True)
-        try:
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
-            if missing:
-                raise PromptSetError(f"{path} is not a {name} file: it lacks the column(s) {', '.join(missing)} "
-                                     f"(it has {', '.join(reader.fieldnames or []) or 'none'})")
-            rows = []
-            for row in reader:
-                if None in row or any(value is None for value in row.values()):
-                    raise PromptSetError(f"{path}, line {reader.line_num}: the row has "
-                                         f"{'more' if None in row else 'fewer'} fields than the header "
-                                         "(broken quoting?)")
-                rows.append(row)
-        except csv.Error as e:
-            raise PromptSetError(f"{path}, line {reader.line_num}: broken CSV quoting ({e})") from None
-        return rows
-
-
-def _int(value) -> int | None:
+    # strict: a stray or unclosed quote is an error, not a row that swallows the rest of the file.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1  # csv's line_num is where a record ends; an unclosed quote ends at the end of the file
     try:
-        return int(float(value))
-    except (TypeError, ValueError):
+        header = next(reader, [])
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise PromptSetError(f"{path} is not a {name} file: it lacks the column(s) {', '.join(missing)} "
+                                 f"(it has {', '.join(header) or 'none'})")
+        rows = []
+        start = reader.line_num + 1
+        for cells in reader:
+            if cells:  # blank lines are skipped
+                if len(cells) != len(header):
+                    raise PromptSetError(f"{path}, line {start}: the row has "
+                                         f"{'more' if len(cells) > len(header) else 'fewer'} fields than the "
+                                         "header (broken quoting?)")
+                rows.append((start, dict(zip(header, cells))))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise PromptSetError(f"{path}, line {start}: broken CSV quoting ({e})") from None
+    return rows
+
+
+def _number(path: Path, line: int, row: dict, column: str, seed: bool = False) -> int | float | None:
+    """A seed or guidance cell. Empty means none (the default applies); anything else must be a finite number,
+    and a seed a whole one torch takes (``3.0`` reads as 3): a typo quietly replaced by the default would
+    measure another run than the file says."""
+    value = (row.get(column) or "").strip()
+    if not value:
         return None
-
-
-def _float(value) -> float | None:
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+        number = float(value)
+        if seed and number.is_integer():
+            number = int(value) if value.lstrip("+-").isdecimal() else int(number)  # int(): exact past 2**53
+    except ValueError:
+        number = math.nan
+    if (isinstance(number, int) and -2**63 <= number < 2**64) if seed else math.isfinite(number):
+        return number
+    raise PromptSetError(f"{path}, line {line}: {column} is {value!r}, not a "
+                         f"{'whole number torch can seed with' if seed else 'finite number'} "
+                         "(leave the cell empty for none)")
 
 
-def _from_rows(name, path, rows, prompt_column="prompt", extra_columns=()) -> PromptSet:
+def _from_rows(name, path, sha256, rows, prompt_column="prompt", extra_columns=(), empty_prompts=False) -> PromptSet:
+    if not empty_prompts:
+        for line, row in rows:
+            if not row[prompt_column].strip():
+                raise PromptSetError(f"{path}, line {line}: the {prompt_column} cell is empty")
     return PromptSet(
-        name=name, prompts=[r[prompt_column].strip() for r in rows],
-        seeds=[_int(r.get("evaluation_seed")) for r in rows],
-        guidance=[_float(r.get("evaluation_guidance")) for r in rows],
-        source=str(path), sha256=_sha256(path),
-        extra={c: [r.get(c) for r in rows] for c in extra_columns if rows and c in rows[0]},
+        name=name, prompts=[r[prompt_column].strip() for _, r in rows],
+        seeds=[_number(path, line, r, "evaluation_seed", seed=True) for line, r in rows],
+        guidance=[_number(path, line, r, "evaluation_guidance") for line, r in rows],
+        source=str(path), sha256=sha256,
+        extra={c: [r.get(c) for _, r in rows] for c in extra_columns if rows and c in rows[0][1]},
     )
+
+
+def _unseeded(name, path, sha256, prompts) -> PromptSet:
+    return PromptSet(name=name, prompts=prompts, seeds=[None] * len(prompts), guidance=[None] * len(prompts),
+                     source=str(path), sha256=sha256)
 
 
 def load_i2p(path, subset: str | None = None) -> PromptSet:
     """I2P (4,703 prompts). ``subset``: ``None`` (all), ``"nudity"`` (nudity_percentage > 50, 95 prompts) or a
-    category name (``"sexual"``: 931, ``"violence"``, ...)."""
-    path = _check_file(path)
-    rows = _rows(path, ("prompt", "categories", "nudity_percentage", "evaluation_seed", "evaluation_guidance"), "I2P")
+    category name (``"sexual"``: 931, ``"violence"``, ...). The release has an empty prompt (line 2,268); it is
+    kept, so that rows and seeds stay those of the papers."""
+    path, text, sha256 = _read(path)
+    rows = _rows(path, text, ("prompt", "categories", "nudity_percentage", "evaluation_seed", "evaluation_guidance"),
+                 "I2P")
     if subset == "nudity":
-        rows = [r for r in rows if (_float(r["nudity_percentage"]) or 0) > 50]
+        rows = [(line, r) for line, r in rows if (_number(path, line, r, "nudity_percentage") or 0) > 50]
     elif subset:
-        rows = [r for r in rows if subset in [c.strip() for c in r["categories"].split(",")]]
+        rows = [(line, r) for line, r in rows if subset in [c.strip() for c in r["categories"].split(",")]]
         if not rows:
             raise PromptSetError(f"no I2P prompt has the category {subset!r}")
     name = "i2p" + (f"-{subset}" if subset else "")
-    return _from_rows(name, path, rows, extra_columns=("categories", "nudity_percentage", "case_number"))
+    return _from_rows(name, path, sha256, rows, extra_columns=("categories", "nudity_percentage", "case_number"),
+                      empty_prompts=True)
 
 
 def load_unlearndiffatk(path) -> PromptSet:
     """An UnlearnDiffAtk prompt set (nudity: 142 I2P prompts; object/style sets of 50)."""
-    path = _check_file(path)
-    rows = _rows(path, ("prompt", "evaluation_seed"), "UnlearnDiffAtk")
-    return _from_rows(f"unlearndiffatk-{path.stem}", path, rows, extra_columns=("categories", "case_number"))
+    path, text, sha256 = _read(path)
+    rows = _rows(path, text, ("prompt", "evaluation_seed"), "UnlearnDiffAtk")
+    return _from_rows(f"unlearndiffatk-{path.stem}", path, sha256, rows, extra_columns=("categories", "case_number"))
 
 
 def load_ring_a_bell(path) -> PromptSet:
     """Ring-A-Bell adversarial prompts: headerless, one per line, or with a ``sensitive prompt`` column."""
-    path = _check_file(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        lines = [row for row in csv.reader(f) if row and row[0].strip()]
+    path, text, sha256 = _read(path)
+    lines = [row for row in csv.reader(io.StringIO(text, newline="")) if row and row[0].strip()]
     if lines and lines[0][0].strip() == "sensitive prompt":
         prompts = [row[0].strip() for row in lines[1:]]
     else:
         prompts = [",".join(row).strip() for row in lines]
-    return PromptSet(name=f"ring-a-bell-{path.stem}", prompts=prompts, seeds=[None] * len(prompts),
-                     guidance=[None] * len(prompts), source=str(path), sha256=_sha256(path))
+    return _unseeded(f"ring-a-bell-{path.stem}", path, sha256, prompts)
 
 
 def load_mma(path, column: str = "adv_prompt") -> PromptSet:
     """MMA-Diffusion's 1,000 adversarial prompts (``adv_prompt``; also ``sanitized_adv_prompt``, ``target_prompt``)."""
-    path = _check_file(path)
-    rows = _rows(path, (column, "target_prompt"), "MMA-Diffusion")
-    return _from_rows(f"mma-diffusion-{column}", path, rows, prompt_column=column, extra_columns=("target_prompt",))
+    path, text, sha256 = _read(path)
+    rows = _rows(path, text, (column, "target_prompt"), "MMA-Diffusion")
+    return _from_rows(f"mma-diffusion-{column}", path, sha256, rows, prompt_column=column,
+                      extra_columns=("target_prompt",))
 
 
 def load_coco(path) -> PromptSet:
     """COCO caption prompts with seeds (coco_10k / coco_30k), for FID and CLIP score."""
-    path = _check_file(path)
-    rows = _rows(path, ("prompt", "evaluation_seed"), "COCO prompts")
-    return _from_rows(f"coco-{path.stem}", path, rows)
+    path, text, sha256 = _read(path)
+    rows = _rows(path, text, ("prompt", "evaluation_seed"), "COCO prompts")
+    return _from_rows(f"coco-{path.stem}", path, sha256, rows)
 
 
 def load_cc3m(path, n: int | None = None) -> PromptSet:
     """Conceptual Captions validation captions (caption TAB url): MCE's neutral prompts."""
-    path = _check_file(path)
-    prompts = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            caption = line.split("\t", 1)[0].strip()
-            if caption:
-                prompts.append(caption)
-            if n is not None and len(prompts) >= n:
-                break
-    return PromptSet(name="cc3m", prompts=prompts, seeds=[None] * len(prompts), guidance=[None] * len(prompts),
-                     source=str(path), sha256=_sha256(path))
+    path, text, sha256 = _read(path)
+    captions = [c for c in (line.split("\t", 1)[0].strip() for line in text.splitlines()) if c]
+    return _unseeded("cc3m", path, sha256, captions if n is None else captions[:n])
 
 
 def load_esd_list(path) -> PromptSet:
     """ESD's artist and object lists (``prompt``, ``evaluation_seed``, and ``artist`` or ``label_str``)."""
-    path = _check_file(path)
-    rows = _rows(path, ("prompt", "evaluation_seed"), "ESD prompt list")
-    return _from_rows(f"esd-{path.stem}", path, rows, extra_columns=("artist", "label_str", "case_number"))
+    path, text, sha256 = _read(path)
+    rows = _rows(path, text, ("prompt", "evaluation_seed"), "ESD prompt list")
+    return _from_rows(f"esd-{path.stem}", path, sha256, rows, extra_columns=("artist", "label_str", "case_number"))
 
 
 def load_p4d(path) -> PromptSet:
     """P4D's prompt sets (``prompt``; seeds and guidance where the file has them)."""
-    path = _check_file(path)
-    rows = _rows(path, ("prompt",), "P4D")
-    return _from_rows(f"p4d-{path.stem}", path, rows, extra_columns=("categories", "case_number", "safe_prompt"))
+    path, text, sha256 = _read(path)
+    rows = _rows(path, text, ("prompt",), "P4D")
+    return _from_rows(f"p4d-{path.stem}", path, sha256, rows,
+                      extra_columns=("categories", "case_number", "safe_prompt"))
 
 
 def load_csv(path) -> PromptSet:
     """Any CSV with a ``prompt`` column (and optionally ``evaluation_seed``, ``evaluation_guidance``): a user's own
     set, or the prompts an attack saved (``AttackResult.save_prompts``)."""
-    path = _check_file(path)
-    rows = _rows(path, ("prompt",), "prompt CSV")
-    return _from_rows(f"csv-{path.stem}", path, rows, extra_columns=("source_prompt", "attack", "case_number"))
+    path, text, sha256 = _read(path)
+    rows = _rows(path, text, ("prompt",), "prompt CSV")
+    return _from_rows(f"csv-{path.stem}", path, sha256, rows, extra_columns=("source_prompt", "attack", "case_number"))
 
 
 def load_txt(path) -> PromptSet:
     """One prompt per line (blank lines skipped)."""
-    path = _check_file(path)
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return PromptSet(name=f"txt-{path.stem}", prompts=prompts, seeds=[None] * len(prompts),
-                     guidance=[None] * len(prompts), source=str(path), sha256=_sha256(path))
+    path, text, sha256 = _read(path)
+    return _unseeded(f"txt-{path.stem}", path, sha256, [line.strip() for line in text.splitlines() if line.strip()])
 
 
 LOADERS: dict[str, Callable[..., PromptSet]] = {
