@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from erasekit.edits import MANIFEST, TENSORS, Edit
+from erasekit.edits import MANIFEST, TENSORS, Edit, fingerprint
 from erasekit.errors import InvalidEditError, UnknownMethodError, UnsupportedModelError
 from erasekit.generate import call_kwargs, generate
 from erasekit.methods import EraseRequest, available_methods, get_method
@@ -13,8 +13,15 @@ from erasekit.methods import EraseRequest, available_methods, get_method
 
 def _weight_edit(backbone, scale=0.5):
     name, param = backbone.parameters_of("xattn")[0]
-    return Edit(kind="weight_delta", method="negprompt", config={}, base_model="tiny", concepts=["star"],
-                family=backbone.family, tensors={f"unet.{name}": param.detach() * scale})
+    return Edit(kind="weight_delta", method="esd", config={}, base_model="tiny", concepts=["star"],
+                family=backbone.family, tensors={f"unet.{name}": param.detach() * scale},
+                base_weights=fingerprint({f"unet.{name}": param}))
+
+
+def _rewrite(folder, **changes):
+    """Change the manifest of an edit folder by hand; ``None`` drops a key."""
+    manifest = json.loads((folder / MANIFEST).read_text()) | changes
+    (folder / MANIFEST).write_text(json.dumps({k: v for k, v in manifest.items() if v is not None}))
 
 
 def test_weight_delta_round_trip_and_apply(tiny_sd, tmp_path):
@@ -135,3 +142,110 @@ def test_family_check_in_method(tiny_flux):
     method = get_method("negprompt")
     with pytest.raises(UnsupportedModelError):
         method.check_family("unet-xl")
+
+
+def test_weight_edit_made_on_another_base_model_is_refused(tiny_sd, tmp_path):
+    from erasekit.models import from_pipeline
+    from erasekit.toy.pipelines import tiny_sd_pipeline
+
+    _weight_edit(tiny_sd).save(tmp_path / "e")
+    edit = Edit.load(tmp_path / "e")
+    (key,) = edit.tensors
+    other = from_pipeline(tiny_sd_pipeline(seed=1))  # the same architecture, other weights
+    before = {n: p.detach().clone() for n, p in other.denoiser.named_parameters()}
+    with pytest.raises(InvalidEditError, match=rf"made on tiny; the weights it replaces differ .*\({key}\)"):
+        edit.apply(other.pipeline)
+    for n, p in other.denoiser.named_parameters():
+        assert torch.equal(p, before[n]), n
+    edit.apply(tiny_sd.pipeline)
+    with pytest.raises(InvalidEditError, match="do not stack"):
+        edit.apply(tiny_sd.pipeline)  # the first apply changed the values the edit was made on
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_weight_edit_applies_to_the_same_model_in_half_precision(tiny_sd, tmp_path, dtype):
+    _weight_edit(tiny_sd).save(tmp_path / "e")
+    edit = Edit.load(tmp_path / "e")
+    (key, value), = edit.tensors.items()
+    tiny_sd.pipeline.unet.to(dtype)
+    edit.apply(tiny_sd.pipeline)
+    applied = dict(tiny_sd.pipeline.unet.named_parameters())[key.split(".", 1)[1]]
+    assert applied.dtype == dtype and torch.equal(applied, value.to(dtype))
+
+
+@pytest.mark.parametrize("lora_rank", [None, 2])
+def test_fine_tuned_edits_fingerprint_the_base_weights_they_replace(tiny_sd, tmp_path, lora_rank):
+    from erasekit.models import from_pipeline
+    from erasekit.toy.pipelines import tiny_sd_pipeline
+    from erasekit.training import FineTuner, FineTuneSettings
+
+    original = {f"unet.{n}": p.detach().clone() for n, p in tiny_sd.denoiser.named_parameters()}
+    tuner = FineTuner(tiny_sd, "esd", FineTuneSettings(lr=1e-2, steps=1, lora_rank=lora_rank), ["star"])
+    tuner.run(lambda t: (t.backward(t.predict(torch.randn(1, 4, 16, 16), 500, tiny_sd.encode(["a star"]))
+                                    .pow(2).mean()), {"loss": 0.0})[1])
+    edit = tuner.make_edit()
+    replaced = {k.split(".lora_")[0] + ".weight" for k in edit.tensors} if lora_rank else set(edit.tensors)
+    assert set(edit.base_weights) == replaced
+    assert edit.base_weights == fingerprint({k: original[k] for k in replaced})  # the values before training
+    edit.save(tmp_path / "e")
+    Edit.load(tmp_path / "e").apply(from_pipeline(tiny_sd_pipeline(seed=0)).pipeline)
+    with pytest.raises(InvalidEditError, match="made on tiny-sd"):
+        Edit.load(tmp_path / "e").apply(from_pipeline(tiny_sd_pipeline(seed=1)).pipeline)
+    if lora_rank:  # LoRA edits stack: the base weights stay as they were
+        stacked = from_pipeline(tiny_sd_pipeline(seed=0)).pipeline
+        Edit.load(tmp_path / "e").apply(stacked)
+        Edit.load(tmp_path / "e").apply(stacked)
+
+
+def test_edit_methods_and_kinds_are_checked_at_apply(tiny_sd, tmp_path):
+    edit = get_method("negprompt").erase(tiny_sd, EraseRequest(targets=["star"]))
+    edit.save(tmp_path / "neg")
+    _rewrite(tmp_path / "neg", method="no-such-method")
+    with pytest.raises(InvalidEditError, match="'no-such-method', which this erasekit does not have"):
+        Edit.load(tmp_path / "neg").apply(tiny_sd.pipeline)
+    edit.kind = "mask_set"
+    with pytest.raises(InvalidEditError, match="'negprompt', but that method makes inference_control edits"):
+        edit.apply(tiny_sd.pipeline)
+    weights = _weight_edit(tiny_sd)
+    weights.method = "negprompt"
+    with pytest.raises(InvalidEditError, match="makes inference_control edits"):
+        weights.apply(tiny_sd.pipeline)
+
+
+def test_manifests_are_checked_at_load(tiny_sd, tmp_path):
+    _weight_edit(tiny_sd).save(tmp_path / "e")
+    for kind in ("weight_delta", "mask_set"):
+        _rewrite(tmp_path / "e", kind=kind, tensors=[])
+        with pytest.raises(InvalidEditError, match=f"lists no tensors, but a {kind} edit is made of them"):
+            Edit.load(tmp_path / "e")
+    _weight_edit(tiny_sd).save(tmp_path / "e", overwrite=True)
+    manifest = json.loads((tmp_path / "e" / MANIFEST).read_text())
+    _rewrite(tmp_path / "e", sha256=None)
+    with pytest.raises(InvalidEditError, match="has no checksum; the folder was not written by erasekit"):
+        Edit.load(tmp_path / "e")
+    (key,) = manifest["base_weights"]
+    _rewrite(tmp_path / "e", sha256=manifest["sha256"],
+             base_weights={key: manifest["base_weights"][key] | {"shape": [1, 2]}})
+    with pytest.raises(InvalidEditError, match="in another shape than edit.json records"):
+        Edit.load(tmp_path / "e")
+    _rewrite(tmp_path / "e", base_weights=None)
+    with pytest.raises(InvalidEditError, match="no fingerprint of the base-model weights"):
+        Edit.load(tmp_path / "e")
+    _rewrite(tmp_path / "e", base_weights=manifest["base_weights"], format_version=3)
+    with pytest.raises(InvalidEditError, match="edit format 3, which this erasekit"):
+        Edit.load(tmp_path / "e")
+    # A damaged tensors file whose checksum was recomputed: still an InvalidEditError, not safetensors' own.
+    path = tmp_path / "e" / TENSORS
+    path.write_bytes(path.read_bytes()[:-16])
+    from erasekit.checksums import sha256_file as _sha256
+
+    _rewrite(tmp_path / "e", format_version=2, sha256={TENSORS: _sha256(path)})
+    with pytest.raises(InvalidEditError, match="not a readable safetensors file"):
+        Edit.load(tmp_path / "e")
+
+
+def test_format_1_edits_without_weights_still_load(tiny_sd, tmp_path):
+    get_method("negprompt").erase(tiny_sd, EraseRequest(targets=["star"])).save(tmp_path / "neg")
+    _rewrite(tmp_path / "neg", format_version=1, base_weights=None)
+    Edit.load(tmp_path / "neg").apply(tiny_sd.pipeline)
+    assert call_kwargs(tiny_sd.pipeline)["negative_prompt"] == "star"

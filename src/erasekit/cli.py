@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -44,17 +45,22 @@ def _guard(fn):
     return wrapper
 
 
-def _parse_settings(pairs: list[str] | None) -> dict:
+def _parse_settings(pairs: list[str] | None) -> dict[str, str]:
+    """``key=value`` pairs as text: the method's Config parses each value by its field's type."""
     settings = {}
     for pair in pairs or []:
-        if "=" not in pair:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
             raise ValueError(f"--set takes key=value, got '{pair}'")
-        key, value = pair.split("=", 1)
-        try:
-            settings[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            settings[key.strip()] = value
+        settings[key.strip()] = value
     return settings
+
+
+def _finite(value: float | None) -> float | None:
+    """Callback of float options: NaN and infinities pass typer's range checks, so they are refused here."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -101,19 +107,22 @@ def generate(
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt(s); repeat for several."),
     model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
     edit: Optional[list[Path]] = typer.Option(None, "--edit", help="Edit folder(s) to apply, in order."),
-    seed: int = typer.Option(0, help="Seed of the first image; image i uses seed + i."),
-    num: int = typer.Option(1, "--num", "-n", help="Images per prompt."),
-    steps: Optional[int] = typer.Option(None, help="Sampler steps (default: the model's)."),
-    guidance: Optional[float] = typer.Option(None, help="Guidance scale (default: the model's)."),
+    seed: int = typer.Option(0, min=0, help="Seed of the first image; image i uses seed + i."),
+    num: int = typer.Option(1, "--num", "-n", min=1, help="Images per prompt."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Sampler steps (default: the model's)."),
+    guidance: Optional[float] = typer.Option(None, min=0, callback=_finite,
+                                             help="Guidance scale (default: the model's)."),
     out_path: Path = typer.Option(Path("image.png"), "--out", "-o", help="PNG file (a grid when several images)."),
 ):
     """Generate images, optionally with edits applied."""
     from .api import load_model
     from .eval import image_grid
     from .generate import generate as run
+    from .outputs import check_output_file
 
     if out_path.suffix.lower() != ".png":
         raise ValueError(f"--out must be a .png file, got {out_path}")
+    check_output_file(out_path, "--out")
     backbone = load_model(model, edit or [])
     prompts = [p for p in prompt for _ in range(num)]
     images = run(backbone, prompts, [seed + i for i in range(len(prompts))], num_inference_steps=steps,
@@ -151,11 +160,13 @@ def erase(
     preserve: Optional[list[str]] = typer.Option(None, help="Concepts to keep intact (methods that use them)."),
     setting: Optional[list[str]] = typer.Option(None, "--set", help="Method setting key=value; repeat."),
     lora_rank: Optional[int] = typer.Option(None, help="Train a PEFT LoRA of this rank (fine-tuning methods)."),
-    scale: Optional[float] = typer.Option(None, help="GIE: a fixed suppression scale w ≤ 0 instead of training "
-                                          "its adapter."),
-    seed: int = typer.Option(0),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
-    resume: bool = typer.Option(False, help="Continue an interrupted training run from <out>.work/."),
+    scale: Optional[float] = typer.Option(None, callback=_finite, help="GIE: a fixed suppression scale w < 0 "
+                                          "instead of training its adapter."),
+    seed: int = typer.Option(0, min=0),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out edit folder (only an edit folder) and "
+                                   "discard an interrupted run's <out>.work/."),
+    resume: bool = typer.Option(False, help="Continue an interrupted training run from <out>.work/; the edit is "
+                                "the one an uninterrupted run makes."),
 ):
     """Erase concept(s) from a model; writes an Edit folder."""
     from .api import erase as run
@@ -166,11 +177,33 @@ def erase(
         settings["lora_rank"] = lora_rank
     if scale is not None:
         settings["scale"] = scale
-    edit = run(model, method, concept, out_dir, anchor=anchor, preserve=preserve or [],
-               settings=settings, seed=seed, overwrite=overwrite, resume=resume)
+    try:
+        edit = run(model, method, concept, out_dir, anchor=anchor, preserve=preserve or [],
+                   settings=settings, seed=seed, overwrite=overwrite, resume=resume)
+    except KeyboardInterrupt:
+        options = [("--model", model), ("--method", method), *(("--concept", c) for c in concept),
+                   ("--out", str(out_dir)), ("--anchor", anchor), *(("--preserve", p) for p in preserve or []),
+                   *(("--set", s) for s in setting or []), ("--lora-rank", lora_rank), ("--scale", scale),
+                   ("--seed", seed)]
+        _interrupted(Path(f"{out_dir}.work"), ["erasekit", "erase", *(str(x) for o in options if o[1] is not None
+                                                                      for x in o), "--resume"])
     out.print(f"erased {', '.join(edit.concepts)} from {model} with {method} ({edit.kind}) in "
               f"{time.time() - start:.1f}s -> {out_dir}")
     _print_edit_notes(edit)
+
+
+def _interrupted(workdir: Path, resume_command: list[str]):
+    """After Ctrl-C: the command that continues the run, when it left a checkpoint to continue from."""
+    import shlex
+
+    from .training.engine import CHECKPOINT_DIR
+
+    if (workdir / CHECKPOINT_DIR).is_dir():
+        err.print(f"interrupted; the last checkpoint is in {workdir}. Continue with:\n  "
+                  f"{shlex.join(resume_command)}", highlight=False, soft_wrap=True)
+    else:
+        err.print("interrupted before the first checkpoint; nothing to continue from", highlight=False)
+    raise typer.Exit(130)
 
 
 @app.command()
@@ -184,9 +217,9 @@ def export(
     from .api import load_model
     from .edits import Edit, export_pipeline
     from .errors import InvalidEditError
+    from .outputs import check_output_dir
 
-    if out_dir.exists():
-        raise FileExistsError(f"{out_dir} already exists; choose another --out")
+    check_output_dir(out_dir)
     edits = [Edit.load(e) for e in edit]
     controls = [e.method for e in edits if e.kind == "inference_control"]
     if controls:
@@ -250,12 +283,15 @@ def evaluate(
                                   "(0.45), strict (0.75)."),
     classes: str = typer.Option("exposed", help="NudeNet classes counted: exposed (nine) or asr (five)."),
     clip: Optional[Path] = typer.Option(None, help="A local CLIP folder: CLIP judge, CLIP score, distances."),
-    limit: Optional[int] = typer.Option(None, help="Prompt-set suites: only the first N prompts."),
-    steps: Optional[int] = typer.Option(None, help="Sampler steps (default: the model's)."),
-    batch_size: int = typer.Option(8, help="Prompt-set suites: prompts per generation call."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Prompt-set suites: only the first N prompts."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Sampler steps (default: the model's)."),
+    batch_size: int = typer.Option(8, min=1, help="Prompt-set suites: prompts per generation call."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here ('-': stdout)."),
-    n_target: int = typer.Option(120), n_synonym: int = typer.Option(120), n_preserve: int = typer.Option(180),
-    n_neighbour: int = typer.Option(90), seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="Prompt-set suites: empty an --out folder that holds another run "
+                                   "(only a folder erasekit made) instead of refusing it."),
+    n_target: int = typer.Option(120, min=1), n_synonym: int = typer.Option(120, min=1),
+    n_preserve: int = typer.Option(180, min=1), n_neighbour: int = typer.Option(90, min=1),
+    seed: int = typer.Option(0, min=0),
 ):
     """Measure erasure and preservation: the toy suite, or a prompt set judged by NudeNet / the toy classifier / CLIP.
 
@@ -263,10 +299,12 @@ def evaluate(
     """
     from .api import evaluate_toy, write_json
     from .eval import ToySuiteConfig
+    from .outputs import check_output_file
 
+    check_output_file(json_path)
     if suite in PROMPT_SUITES:
         return _evaluate_prompt_set(concept, model, edit or [], suite, prompts, out_dir, judge, threshold, classes,
-                                    clip, limit, steps, batch_size, seed, json_path)
+                                    clip, limit, steps, batch_size, seed, json_path, overwrite)
     if suite != "toy":
         raise ValueError(f"unknown suite '{suite}'; choose toy or a prompt set: {', '.join(PROMPT_SUITES)}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -286,7 +324,7 @@ def evaluate(
 
 
 def _evaluate_prompt_set(concept, model, edits, suite, prompts, out_dir, judge, threshold, classes, clip, limit,
-                         steps, batch_size, seed, json_path):
+                         steps, batch_size, seed, json_path, overwrite):
     from .api import write_json
     from .eval.prompt_suite import PromptSuiteConfig, run_prompt_suite
     from .eval.prompts import load_prompt_file, load_prompt_set
@@ -304,7 +342,7 @@ def _evaluate_prompt_set(concept, model, edits, suite, prompts, out_dir, judge, 
     config = PromptSuiteConfig(concept=concept, judge=judge, threshold=threshold, classes=classes,
                                clip_path=str(clip) if clip else None, limit=limit, seed=seed, steps=steps,
                                batch_size=batch_size)
-    results = run_prompt_suite(model, edits, prompt_set, config, out_dir)
+    results = run_prompt_suite(model, edits, prompt_set, config, out_dir, overwrite=overwrite)
     if results is None:  # a non-main process of an accelerate launch
         return
     metrics = results["metrics"]
@@ -345,18 +383,21 @@ def attack(
     judge: str = typer.Option("auto", help="auto, toy, nudenet or clip."),
     threshold: str = typer.Option("standard", help="NudeNet threshold: a number or standard/sensitive/strict."),
     clip: Optional[Path] = typer.Option(None, help="A local CLIP folder (the CLIP judge)."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N prompts."),
-    attack_steps: int = typer.Option(40, help="UnlearnDiffAtk: optimisation steps per prompt."),
-    generations: int = typer.Option(150, help="Ring-A-Bell: generations of the genetic search."),
-    eta: float = typer.Option(3.0, help="Ring-A-Bell: strength of the concept vector."),
-    seed: int = typer.Option(0, help="Seed of prompt i when the file has none: seed + i."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N prompts."),
+    attack_steps: int = typer.Option(40, min=1, help="UnlearnDiffAtk: optimisation steps per prompt."),
+    generations: int = typer.Option(150, min=1, help="Ring-A-Bell: generations of the genetic search."),
+    eta: float = typer.Option(3.0, min=0, callback=_finite, help="Ring-A-Bell: strength of the concept vector."),
+    seed: int = typer.Option(0, min=0, help="Seed of prompt i when the file has none: seed + i."),
+    overwrite: bool = typer.Option(False, help="Replace an earlier attack's --out folder (only one erasekit wrote)."),
 ):
     """Attack an erased model and report the attack success rate (see README: Attacks)."""
     from .api import is_toy
     from .eval.attacks import RingABellConfig, UnlearnDiffAtkConfig, run_attack
     from .eval.detectors import make_judge
     from .eval.prompts import load_prompt_file
+    from .outputs import check_output_dir
 
+    check_output_dir(out_dir, overwrite)
     prompt_set = load_prompt_file(prompts)
     if limit is not None:
         prompt_set = prompt_set.head(limit)
@@ -365,7 +406,7 @@ def attack(
                            threshold=threshold)
     result = run_attack(model, edit or [], kind, concept, texts, prompt_set.seeds_or(seed), the_judge, out_dir,
                         unlearndiffatk=UnlearnDiffAtkConfig(steps=attack_steps, seed=seed),
-                        ring_a_bell=RingABellConfig(generations=generations, eta=eta, seed=seed))
+                        ring_a_bell=RingABellConfig(generations=generations, eta=eta, seed=seed), overwrite=overwrite)
     m = result.metrics()
     out.print(f"{kind}: attack success rate {m['attack_success_rate']:.3f} over {len(texts)} prompts "
               f"(unattacked: {m['pre_attack_rate']:.3f}); wrote {out_dir}")
@@ -387,10 +428,10 @@ def bench(
     suites: str = typer.Option("toy,attack", help="Suites: toy (erasure, preservation), attack (attack success)."),
     attacks: str = typer.Option("unlearndiffatk,ring-a-bell", help="Attacks the attack suite runs."),
     out_dir: Path = typer.Option(Path("bench"), "--out", "-o", help="Folder for results.json, report.html, edits."),
-    n: int = typer.Option(40, help="Prompts per group of the toy suite (neighbour: n/2)."),
-    n_attack: int = typer.Option(12, help="Prompts attacked per cell and attack."),
+    n: int = typer.Option(40, min=2, help="Prompts per group of the toy suite (neighbour: n/2)."),
+    n_attack: int = typer.Option(12, min=1, help="Prompts attacked per cell and attack."),
     setting: Optional[list[str]] = typer.Option(None, "--set", help="Per-method setting method.key=value; repeat."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
 ):
     """Erase each concept with each method, evaluate and attack; writes results.json and report.html.
 
@@ -399,7 +440,11 @@ def bench(
     from .eval.bench import BenchConfig, run_bench
     from .methods import available_methods
     from .models import load
+    from .outputs import check_writable
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; give a folder")
+    check_writable(out_dir / "results.json", "--out")
     methods = _split(methods)
     if methods == ["all"]:
         family = load(model).family
@@ -428,7 +473,7 @@ def bench(
 def demo(
     out_dir: Path = typer.Option(Path("demo-report"), "--out", "-o"),
     concept: str = typer.Option("star"),
-    n: int = typer.Option(24, help="Prompts per group of the toy suite (the full suite uses 90-180)."),
+    n: int = typer.Option(24, min=2, help="Prompts per group of the toy suite (the full suite uses 90-180)."),
     method: Optional[str] = typer.Option(None, help="Method to use (default: the best available)."),
 ):
     """Erase a concept from toy-sd with the best available method, evaluate it, write an HTML report."""
@@ -437,8 +482,11 @@ def demo(
     from .eval import ToySuiteConfig, write_html_report
     from .methods import available_methods
     from .models import load
+    from .outputs import open_run_folder
 
     start = time.time()
+    # A new folder or an earlier demo's (everything in it is made again); never a folder of the user's.
+    open_run_folder(out_dir, "demo", {})
     backbone = load("toy-sd")
     registered = available_methods()
     method = method or next(m for m in DEMO_PREFERENCE if m in registered and "sd" in registered[m].families)
@@ -477,11 +525,12 @@ def _provenance(model: str, method: str, config) -> dict:
 def toy_train(
     what: str = typer.Argument(..., help="classifier | vae | sd | flux"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Weights folder (default: the package's)."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: the trainer's)."),
-    batch_size: Optional[int] = typer.Option(None),
-    minutes: Optional[float] = typer.Option(None, help="Fit the step count to this wall-clock budget."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Optimisation steps (default: the trainer's)."),
+    batch_size: Optional[int] = typer.Option(None, min=1),
+    minutes: Optional[float] = typer.Option(None, min=0.01, callback=_finite,
+                                            help="Fit the step count to this wall-clock budget."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
 ):
     """Train a toy model from scratch on the toy world (seeded)."""
     from diffusers import AutoencoderKL
@@ -489,9 +538,12 @@ def toy_train(
     from .models import toy_weights_dir
     from .toy import train as T
 
+    from .outputs import check_writable
+
     root = out_dir or toy_weights_dir()
     if what not in T.DEFAULT_CONFIGS:
         raise ValueError(f"unknown toy model '{what}'; choose classifier, vae, sd or flux")
+    check_writable(root / what, "--out")
     cfg = T.default_config(what, seed=seed, device=device, time_budget_s=None if minutes is None else minutes * 60)
     if steps:
         cfg.steps = steps
@@ -513,15 +565,17 @@ def toy_train(
 @toy_app.command("eval")
 @_guard
 def toy_eval(
-    n: int = typer.Option(300, help="Images per measurement (held-out templates)."),
-    steps: int = typer.Option(25, help="Sampler steps."),
+    n: int = typer.Option(300, min=1, help="Images per measurement (held-out templates)."),
+    steps: int = typer.Option(25, min=1, help="Sampler steps."),
     model: Optional[list[str]] = typer.Option(None, help="Toy model(s) to measure (default: all)."),
     json_path: Optional[Path] = typer.Option(None, "--json"),
 ):
     """Measure the judge on real images and each toy model's samples, per head."""
     from .api import toy_quality, write_json
     from .models import TOY_MODELS
+    from .outputs import check_output_file
 
+    check_output_file(json_path)
     report = toy_quality(model or TOY_MODELS, n=n, steps=steps)
     table = Table(title=f"toy world quality ({n} held-out prompts, {steps} steps)")
     for col in ("what", "shape", "colour", "pattern", "all heads"):

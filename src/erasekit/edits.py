@@ -9,11 +9,21 @@ Three kinds:
   (a negative prompt, attention processors, ...), and ``remove`` takes it off again.
 
 Edits compose: apply one, then another, to the same pipeline.
+
+The manifest is checked, not trusted. ``Edit.load`` refuses another format version, a folder whose tensors have
+no checksum (or a damaged tensors file), and a weight or mask edit without tensors; ``Edit.apply`` refuses an
+edit whose method is unknown or makes another kind of edit (``methods.base.check_edit_method``). A weight delta
+stores new values, not differences, so on another model of the same architecture it would silently swap
+weights: its manifest's ``base_weights`` maps every tensor it replaces (for a LoRA edit, each adapted layer's
+``<module>.weight``) to a ``fingerprint`` of the base model's original values — shape, a probe of a few values
+and the norm — and ``apply`` refuses a model whose values differ beyond what fp16/bf16 rounding explains.
+
+Format 2 added ``base_weights``. Format-1 mask and inference-control edits are read as before (nothing else
+changed); format-1 weight deltas are refused at load, since nothing can check which model they fit.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,15 +31,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_directory
+from .checksums import fingerprint, sha256_file
 from .errors import InvalidEditError
+from .outputs import check_output_dir
 
 MANIFEST = "edit.json"
 TENSORS = "tensors.safetensors"
 KINDS = ("weight_delta", "mask_set", "inference_control")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # see the module docstring
+NEEDS_TENSORS = ("weight_delta", "mask_set")
+# Probe tolerance: loose enough for the same model loaded in fp16/bf16 (relative rounding <= 2**-9), far tighter
+# than the difference between two models' weights.
+PROBE_RTOL, PROBE_ATOL = 1e-2, 1e-3
 
 
 def _versions() -> dict[str, str]:
@@ -40,14 +58,6 @@ def _versions() -> dict[str, str]:
 
     return {"erasekit": __version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
             "torch": torch.__version__}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -64,6 +74,8 @@ class Edit:
         tensors: tensors the edit carries (weight values, masks, adapter weights), saved as safetensors.
         data: small JSON-able settings the edit needs at apply time (e.g. the negative prompt).
         notes: free text shown to users (e.g. "reconstructed from the paper's abstract").
+        base_weights: for a weight delta, the ``fingerprint`` of the base model's original values of every
+            tensor it replaces, keyed ``<component>.<name>``; ``apply`` checks the model against it.
     """
 
     kind: str
@@ -76,6 +88,7 @@ class Edit:
     data: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    base_weights: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -88,20 +101,18 @@ class Edit:
             "format_version": FORMAT_VERSION, "kind": self.kind, "method": self.method, "config": self.config,
             "base_model": self.base_model, "family": self.family, "concepts": list(self.concepts),
             "data": self.data, "notes": self.notes, "created": self.created, "versions": _versions(),
-            "tensors": sorted(self.tensors),
+            "tensors": sorted(self.tensors), "base_weights": self.base_weights,
         }
 
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
         """Write the edit folder atomically: a crash leaves either the old folder or the new one, never half."""
-        directory = Path(directory)
-        if directory.exists() and not overwrite:
-            raise FileExistsError(f"{directory} already exists; choose another --out or pass overwrite")
+        directory = check_output_dir(directory, overwrite)  # replaces only an erasekit folder, never the cwd
         with atomic_directory(directory) as tmp:
             manifest = self.manifest()
             if self.tensors:
                 tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.tensors.items()}
                 save_file(tensors, tmp / TENSORS)
-                manifest["sha256"] = {TENSORS: _sha256(tmp / TENSORS)}
+                manifest["sha256"] = {TENSORS: sha256_file(tmp / TENSORS)}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         return directory
 
@@ -127,37 +138,61 @@ class Edit:
                 f"{directory} holds {', '.join(unsafe)}: erasekit loads weights only from safetensors "
                 "(pickle files can run code); convert them to .safetensors first"
             )
+        version = manifest.get("format_version")
+        if version not in READABLE_FORMATS:
+            raise InvalidEditError(f"{manifest_path} is in edit format {version}, which this erasekit (format "
+                                   f"{FORMAT_VERSION}) does not read; make the edit again with this erasekit")
+        kind, base = manifest["kind"], manifest.get("base_weights") or {}
         tensors: dict[str, torch.Tensor] = {}
         expected = manifest.get("tensors") or []
+        if not expected and kind in NEEDS_TENSORS:
+            raise InvalidEditError(f"{manifest_path} lists no tensors, but a {kind} edit is made of them; the edit "
+                                   "folder is damaged")
+        if kind == "weight_delta" and not base:
+            raise InvalidEditError(
+                f"{manifest_path} records no fingerprint of the base-model weights this edit replaces (it was "
+                "written before edit format 2, or altered), so nothing can check which model it fits; make it again")
         if expected:
             path = directory / TENSORS
             if not path.is_file():
                 raise InvalidEditError(f"{directory} lacks {TENSORS}, which its manifest lists; the edit is partial")
             want = (manifest.get("sha256") or {}).get(TENSORS)
-            if want and _sha256(path) != want:
+            if not want:
+                raise InvalidEditError(f"{manifest_path} lists tensors but {TENSORS} has no checksum; the folder was "
+                                       "not written by erasekit or is damaged")
+            if sha256_file(path) != want:
                 raise InvalidEditError(f"{path} does not match the checksum in {MANIFEST}; the file is damaged")
-            tensors = load_file(path)
+            try:
+                tensors = load_file(path)
+            except (SafetensorError, OSError) as e:
+                raise InvalidEditError(f"{path} is not a readable safetensors file ({e}); the file is damaged") from e
             absent = sorted(set(expected) - set(tensors))
             if absent:
                 raise InvalidEditError(f"{path} lacks tensors {absent[:3]}...; the edit is partial")
-        return cls(kind=manifest["kind"], method=manifest["method"], config=manifest["config"],
+            wrong = sorted(k for k in set(base) & set(tensors) if base[k].get("shape") != list(tensors[k].shape))
+            if wrong:
+                raise InvalidEditError(f"{path} holds {wrong[0]} in another shape than {MANIFEST} records; the "
+                                       "edit folder is damaged")
+        return cls(kind=kind, method=manifest["method"], config=manifest["config"],
                    base_model=manifest["base_model"], concepts=list(manifest["concepts"]),
                    family=manifest["family"], tensors=tensors, data=manifest.get("data") or {},
-                   notes=manifest.get("notes", ""), created=manifest.get("created", ""))
+                   notes=manifest.get("notes", ""), created=manifest.get("created", ""), base_weights=base)
 
     # ------------------------------------------------------------------------------------------- apply
 
     def apply(self, pipeline):
         """Apply the edit to ``pipeline`` in place and return it."""
-        from .methods import get_method
+        from .methods.base import check_edit_method
 
+        method = check_edit_method(self)
         _check_family(self, pipeline)
         if self.kind == "weight_delta":
+            _check_base(self, pipeline)
             if self.data.get("lora"):
                 _add_lora(pipeline, self)
             _apply_weights(pipeline, self.tensors)
         else:
-            get_method(self.method).apply_edit(self, pipeline)
+            method.apply_edit(self, pipeline)
         applied = list(getattr(pipeline, "_erasekit_edits", []))
         applied.append(self.summary())
         pipeline._erasekit_edits = applied
@@ -167,9 +202,9 @@ class Edit:
         """Take an inference-control or mask edit off ``pipeline`` (weight deltas cannot be removed)."""
         if self.kind == "weight_delta":
             raise InvalidEditError("a weight-delta edit changes the weights; reload the base model to undo it")
-        from .methods import get_method
+        from .methods.base import check_edit_method
 
-        get_method(self.method).remove_edit(self, pipeline)
+        check_edit_method(self).remove_edit(self, pipeline)
         pipeline._erasekit_edits = [e for e in getattr(pipeline, "_erasekit_edits", []) if e != self.summary()]
         return pipeline
 
@@ -193,6 +228,34 @@ def _check_family(edit: Edit, pipeline) -> None:
             f"this {edit.method} edit was made for a {edit.family} model (base {edit.base_model}); "
             f"it cannot be applied to a {family} pipeline"
         )
+
+
+def _check_base(edit: Edit, pipeline) -> None:
+    """Refuse a weight delta on a model whose values of the tensors it replaces are not those it was made on."""
+    lora = bool(edit.data.get("lora"))
+    replaced = sorted({k.split(".lora_", 1)[0] + ".weight" if lora else k for k in edit.tensors})
+    params: dict[str, torch.Tensor] = {}
+    for component in {k.partition(".")[0] for k in replaced}:
+        module = getattr(pipeline, component, None)
+        if isinstance(module, torch.nn.Module):
+            # A LoRA edit applied before keeps a layer's own weight as ``<module>.base_layer.weight``.
+            params |= {f"{component}.{n}".replace(".base_layer.", "."): p for n, p in module.named_parameters()}
+    for key in replaced:
+        if key not in params:
+            raise InvalidEditError(f"the edit changes {key}, which this model does not have; "
+                                   "was it made for another model?")
+        if key not in edit.base_weights:
+            raise InvalidEditError(f"the edit records no fingerprint of {key}, which it replaces; make it again")
+        have, want = fingerprint({key: params[key]})[key], edit.base_weights[key]
+        if have["shape"] != want["shape"] or not torch.allclose(
+                torch.tensor(have["probe"] + [have["norm"]]), torch.tensor(want["probe"] + [want["norm"]]),
+                rtol=PROBE_RTOL, atol=PROBE_ATOL):
+            stacked = any(e["kind"] == "weight_delta" for e in getattr(pipeline, "_erasekit_edits", []))
+            raise InvalidEditError(
+                f"this edit was made on {edit.base_model}; the weights it replaces differ in this model ({key}), "
+                f"and as it stores new values, not changes, it would swap in those of {edit.base_model}. Apply it to "
+                f"{edit.base_model} (in any precision) or make it again on this model"
+                + ("; weight edits that replace the same tensors do not stack" if stacked else ""))
 
 
 def _apply_weights(pipeline, tensors: dict[str, torch.Tensor]) -> None:

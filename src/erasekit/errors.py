@@ -29,3 +29,7 @@ class UnknownConceptError(ErasekitError):
 
 class UnknownMethodError(ErasekitError):
     """An erasure method name is not registered."""
+
+
+class NoOpEditError(ErasekitError):
+    """A method's run changed nothing (every trained weight as it was, no unit masked): not an erasure."""

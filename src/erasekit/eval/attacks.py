@@ -506,16 +506,23 @@ def concept_pairs(concept: str, subjects: Sequence[str] = NEUTRAL_SUBJECTS) -> t
 
 def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: Sequence[str],
                seeds: Sequence[int], judge, out: str | Path, *, unlearndiffatk: UnlearnDiffAtkConfig | None = None,
-               ring_a_bell: RingABellConfig | None = None, progress: bool = True, **gen_kwargs) -> AttackResult:
+               ring_a_bell: RingABellConfig | None = None, progress: bool = True, overwrite: bool = False,
+               **gen_kwargs) -> AttackResult:
     """One attack on ``model`` with ``edits`` applied; writes ``<out>/results.json``, the attacked prompts
-    (``<out>/prompts.csv``, replayable) and a few image rows (``<out>/images.png``: source above, attacked below)."""
-    from ..api import is_toy, load_model, write_json
+    (``<out>/prompts.csv``, replayable) and a few image rows (``<out>/images.png``: source above, attacked below).
+
+    ``out`` must be new, or with ``overwrite`` an earlier attack's folder; it is written whole at the end, so an
+    interrupted attack leaves the earlier folder as it was."""
+    from ..api import is_toy, load_edits, load_model, write_json
+    from ..atomic import atomic_directory
     from ..models import load
+    from ..outputs import RUN_RECORD, check_output_dir
     from .report import image_grid
 
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; choose one of {', '.join(ATTACKS)}")
-    out = Path(out)
+    out = check_output_dir(out, overwrite)
+    edits = load_edits(edits)
     backbone = load_model(model, edits)
     if attack == "replay":
         result = replay_attack(backbone, prompts, seeds, judge, concept, **gen_kwargs)
@@ -534,10 +541,12 @@ def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: 
         found, _ = ring_a_bell_prompts(load(model), prompts, with_, without, concept, ring_a_bell, progress=progress)
         result = ring_a_bell_attack(backbone, prompts, seeds, judge, concept, with_concept=with_,
                                     without_concept=without, config=ring_a_bell, prompts=found, **gen_kwargs)
-    result.save_prompts(out / "prompts.csv")
-    payload = result.to_json() | {"model": model, "edits": [str(e) for e in edits]}
-    write_json(out / "results.json", payload)
-    if result.images is not None and result.pre_images is not None:
-        rows = torch.cat([result.pre_images, result.images])
-        image_grid(rows, nrow=len(result.images)).save(out / "images.png")
+    payload = result.to_json() | {"model": model, "edits": [f"{e.method} ({', '.join(e.concepts)})" for e in edits]}
+    with atomic_directory(out) as tmp:
+        result.save_prompts(tmp / "prompts.csv")
+        write_json(tmp / "results.json", payload)
+        if result.images is not None and result.pre_images is not None:
+            rows = torch.cat([result.pre_images, result.images])
+            image_grid(rows, nrow=len(result.images)).save(tmp / "images.png")
+        write_json(tmp / RUN_RECORD, {"kind": "attack", "record": {"attack": attack, "concept": concept}})
     return result

@@ -13,7 +13,6 @@ version and the hash of the ONNX checkpoint that produced a table.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import numbers
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checksums import sha256_file
 from ..errors import ErasekitError, ModelNotFoundError
 from .report import to_uint8_hwc
 
@@ -228,11 +228,8 @@ def nudenet_checkpoint() -> Path:
 
 @lru_cache(maxsize=8)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """``sha256_file``, once per file version (size and mtime are the cache key)."""
+    return sha256_file(path)
 
 
 def detector_provenance(name: str = "nudenet", threshold: float | str = "standard",

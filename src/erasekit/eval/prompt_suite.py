@@ -84,9 +84,25 @@ def _write_png(path: Path, image: torch.Tensor) -> None:
 
 
 def _read_png(path: Path) -> torch.Tensor:
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, SyntaxError) as e:  # PIL's errors for a truncated or foreign file
+        raise ErasekitError(f"{path} is not a readable PNG ({e}); delete it and rerun to make it again") from None
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def _usable_png(path: Path) -> bool:
+    """Whether an image on disk can be reused; a damaged one (zero bytes, cut short) is made again."""
+    if not path.exists():
+        return False
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except (OSError, SyntaxError):
+        logger.warning("%s is damaged; making it again", path)
+        return False
 
 
 def _generate_missing(backbone, prompt_set: PromptSet, indices: Sequence[int], seeds: Sequence[int],
@@ -94,7 +110,7 @@ def _generate_missing(backbone, prompt_set: PromptSet, indices: Sequence[int], s
     """Generate the images of ``indices`` that are not on disk yet; returns how many were made."""
     from ..generate import generate
 
-    todo = [i for i in indices if not _png_path(out, which, i).exists()]
+    todo = [i for i in indices if not _usable_png(_png_path(out, which, i))]
     if bar is not None:
         bar.advance(len(indices) - len(todo))
     # One generate call per guidance value: the set may give each prompt its own.
@@ -184,21 +200,38 @@ def _shard_path(out: Path, rank: int, world: int) -> Path:
     return out / "shards" / f"part-{rank}-of-{world}.jsonl"
 
 
+def run_record(model: str, edits: Sequence, prompt_set: PromptSet, config: PromptSuiteConfig, edited) -> dict:
+    """What makes a run folder's images: the images of prompt ``i`` are reused only by a run whose record is the
+    same (the prompt file, the seeds, the model's and the edits' weights, the sampler settings, the image size)."""
+    from ..checksums import edit_fingerprint, pipeline_fingerprint
+
+    d = edited.defaults
+    return {"prompt_file_sha256": prompt_set.sha256, "prompt_set": prompt_set.name, "seed": config.seed,
+            "model": str(model), "pipeline": pipeline_fingerprint(edited.pipeline),
+            "edits": [edit_fingerprint(e) for e in edits], "steps": config.steps, "guidance": config.guidance,
+            "use_set_guidance": config.use_set_guidance, "size": [d.height, d.width]}
+
+
 def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config: PromptSuiteConfig,
-                     out: str | Path, progress: bool = True) -> dict | None:
+                     out: str | Path, progress: bool = True, overwrite: bool = False) -> dict | None:
     """Generate ``prompt_set`` with the edited (and unedited) model, judge every image, write ``results.json``.
 
+    A rerun into the same ``out`` resumes (images on disk are reused) only when ``run_record`` is unchanged;
+    another run's folder is refused, or with ``overwrite`` emptied first (only a folder erasekit made).
     Runs as one process, or as every process of an ``accelerate launch``; returns the merged results on the main
     process and ``None`` on the others.
     """
     from accelerate import PartialState
 
-    from ..api import is_toy, load_model, write_json
-    from ..edits import Edit
+    from ..api import is_toy, load_edits, load_model, write_json
     from ..models import load
+    from ..outputs import check_writable, open_run_folder
     from ..progress import progress_bar
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ErasekitError(f"--out {out} is a file; give a folder")
+    check_writable(out / "results.json", "--out")
     # Without CUDA, processes started by a launcher (torchrun under `accelerate launch --multi_gpu`) still shard:
     # cpu=True gives them a gloo process group instead of silently running as N single processes.
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -206,7 +239,7 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
         prompt_set = prompt_set.head(config.limit)
     if not len(prompt_set):
         raise ErasekitError("the prompt set is empty: nothing to evaluate")
-    edits = [e if isinstance(e, Edit) else Edit.load(e) for e in edits]
+    edits = load_edits(edits)
     compare = config.compare_base and bool(edits)
     seeds = prompt_set.seeds_or(config.seed)
     mine = list(range(state.process_index, len(prompt_set), state.num_processes))
@@ -214,6 +247,9 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
     scorer = _Scorer(config, is_toy(model))  # a bad judge or --clip path fails before any model is loaded
     # Each process on its own device (cuda:<local rank> under a multi-GPU launch, else the CPU).
     edited = load_model(model, edits, device=state.device)
+    if state.is_main_process:  # the others wait below; a refusal here ends the launch
+        open_run_folder(out, "prompt-suite", run_record(model, edits, prompt_set, config, edited), overwrite)
+    state.wait_for_everyone()
     sampling = provenance.sampling(edited, config.steps, config.guidance)
     which = ["edited"] + (["base"] if compare else [])
     total = len(mine) * len(which)

@@ -7,17 +7,9 @@ success rates because the detector version, threshold, seeds or diffusers versio
 
 from __future__ import annotations
 
-import hashlib
 import platform
-from pathlib import Path
 
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from ..checksums import sha256_file
 
 
 def environment() -> dict:
@@ -49,5 +41,5 @@ def toy_judge() -> dict:
 
     weights = toy_weights_dir() / "classifier" / "diffusion_pytorch_model.safetensors"
     return {"detector": "erasekit toy classifier", "checkpoint": weights.name,
-            "checkpoint_sha256": file_sha256(weights) if weights.is_file() else None,
+            "checkpoint_sha256": sha256_file(weights) if weights.is_file() else None,
             "rule": "concept present when its head's argmax is the concept"}

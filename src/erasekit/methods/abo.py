@@ -19,10 +19,12 @@ training, so they are the original model's).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from ..config import Range, at_least
 from ..edits import Edit
 from ..training import FineTuner, FineTuneSettings
 from .base import EraseRequest, Method, register
@@ -36,6 +38,10 @@ class ABOConfig(FineTuneSettings):
 
     ``toy_defaults()`` holds the settings used on the toy world (README results table).
     """
+
+    RANGES: ClassVar[dict[str, Range]] = FineTuneSettings.RANGES | {
+        "uncond_weight": at_least(0), "keep_weight": at_least(0), "trajectories": at_least(1),
+        "sample_steps": at_least(1), "sample_guidance": at_least(0)}
 
     train_method: str = "xattn"
     lr: float = 1e-5
@@ -75,10 +81,12 @@ class AllButOne(Method):
         alternatives = None if config.zero_guidance or not (request.anchor or request.anchor_prompts) else \
             request.paired_anchor_prompts("")
         keep = request.keep_prompts()
-        tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume)
         with torch.no_grad():
             uncond = backbone.encode([""])
+            # Before the tuner exists: a resumed run loads its half-trained weights there, and the pool must
+            # come from the frozen model in every run.
             pool = self._trajectories(backbone, prompts, config, request.seed)
+        tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume)
 
         def train_step(t: FineTuner) -> dict:
             pick = t.randint(len(pool["prompt_index"]), (config.batch_size,)).cpu()

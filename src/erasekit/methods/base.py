@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..arguments import InvalidConceptError, concept_list, concept_text
+from ..config import InvalidSettingError, parse_settings
 from ..edits import Edit
-from ..errors import UnknownMethodError, UnsupportedModelError
+from ..errors import InvalidEditError, UnknownMethodError, UnsupportedModelError
 
 
 @dataclass
@@ -67,16 +70,18 @@ class EraseRequest:
         return [t.format(p) for p in self.preserve for t in templates]
 
     def __post_init__(self):
-        if isinstance(self.targets, str):
-            self.targets = [self.targets]
-        self.targets = [t.strip() for t in self.targets if t and t.strip()]
+        self.targets = concept_list(self.targets, "targets")
         if not self.targets:
-            raise ValueError("an erase request needs at least one non-empty target concept")
-        if self.anchor is not None and self.anchor.strip() in self.targets:
-            raise ValueError(f"the anchor concept '{self.anchor}' is also a target; choose a different anchor")
-        kept = sorted({p.strip() for p in self.preserve} & set(self.targets))
+            raise InvalidConceptError("an erase request needs at least one non-empty target concept")
+        self.preserve = concept_list(self.preserve, "preserve", "preserved concept")
+        if self.anchor is not None:
+            self.anchor = concept_text(self.anchor, "anchor")
+        if self.anchor in self.targets:
+            raise InvalidConceptError(f"the anchor concept '{self.anchor}' is also a target; choose a different "
+                                      "anchor")
+        kept = sorted(set(self.preserve) & set(self.targets))
         if kept:
-            raise ValueError(f"{', '.join(kept)} cannot be both erased and preserved")
+            raise InvalidConceptError(f"{', '.join(kept)} cannot be both erased and preserved")
 
 
 DEFAULT_TEMPLATES = ("{}", "a photo of {}", "a painting of {}", "an image of {}")
@@ -116,12 +121,12 @@ class Method:
 
         ``toy`` starts from the Config's ``toy_defaults()`` (settings for the toy world) where it has them.
         """
-        fields = getattr(self.Config, "__dataclass_fields__", {})
-        unknown = sorted(set(overrides or {}) - set(fields))
+        names = [f.name for f in dataclasses.fields(self.Config)]
+        unknown = sorted(set(overrides or {}) - set(names))
         if unknown:
-            raise ValueError(f"method '{self.name}' has no setting {', '.join(unknown)}; "
-                             f"its settings are {', '.join(fields) or '(none)'}")
-        overrides = self.default_overrides() | dict(overrides or {})
+            raise InvalidSettingError(f"method '{self.name}' has no setting {', '.join(unknown)}; "
+                                      f"its settings are {', '.join(names) or '(none)'}")
+        overrides = self.default_overrides() | parse_settings(self.Config, dict(overrides or {}))
         if toy and hasattr(self.Config, "toy_defaults"):
             return self.Config.toy_defaults(**overrides)
         return self.Config(**overrides)
@@ -150,3 +155,20 @@ def get_method(name: str) -> Method:
 
 def available_methods() -> dict[str, Method]:
     return dict(sorted(_REGISTRY.items()))
+
+
+def check_edit_method(edit: Edit) -> Method | None:
+    """The registered method of ``edit``, refusing a manifest whose method or kind this erasekit does not know.
+
+    Mask and inference-control edits are applied by their method, so it must be registered. A weight delta is
+    applied by erasekit itself and its method is provenance only (``FineTuner`` makes them for any method
+    name): an unregistered name is allowed there (``None``), but a registered method of another kind is not.
+    """
+    method = _REGISTRY.get(edit.method)
+    if method is None and edit.kind != "weight_delta":
+        raise InvalidEditError(f"this {edit.kind} edit was made by method '{edit.method}', which this erasekit "
+                               f"does not have (available: {', '.join(sorted(_REGISTRY))}); it cannot be applied")
+    if method is not None and method.kind != edit.kind:
+        raise InvalidEditError(f"the manifest says this is a {edit.kind} edit by '{edit.method}', but that method "
+                               f"makes {method.kind} edits; the manifest was altered or is damaged")
+    return method

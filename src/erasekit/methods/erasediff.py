@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from ..config import Range, at_least, positive
 from ..edits import Edit
 from ..training import FineTuner, FineTuneSettings
 from .base import EraseRequest, Method, register
@@ -37,6 +39,11 @@ class EraseDiffConfig(FineTuneSettings):
 
     ``toy_defaults()`` holds the settings used on the toy world (README results table).
     """
+
+    RANGES: ClassVar[dict[str, Range]] = FineTuneSettings.RANGES | {
+        "inner_steps": at_least(0), "inner_lr": positive(), "eta": at_least(0), "lambda_": at_least(0),
+        "num_forget": at_least(1), "num_remain": at_least(1), "generation_steps": at_least(1),
+        "generation_guidance": at_least(0)}
 
     train_method: str = "noxattn"
     lr: float = 1e-5
@@ -56,6 +63,7 @@ class EraseDiffConfig(FineTuneSettings):
     generation_guidance: float = 7.5
 
     def __post_init__(self):
+        super().__post_init__()
         if self.mode not in ("paper", "reference"):
             raise ValueError(f"mode must be 'paper' or 'reference', not {self.mode!r}")
         if self.forget_target not in ("mismatched", "uniform"):

@@ -12,10 +12,12 @@ cross-attention (for styles and objects), ``esd-u`` everything else (for broad c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from ..config import Range, at_least
 from ..edits import Edit
 from ..training import FineTuner, FineTuneSettings
 from .base import EraseRequest, Method, register
@@ -27,6 +29,9 @@ class ESDConfig(FineTuneSettings):
 
     ``toy_defaults()`` holds the settings used on the toy world (README results table).
     """
+
+    RANGES: ClassVar[dict[str, Range]] = FineTuneSettings.RANGES | {
+        "negative_guidance": at_least(0), "sample_steps": at_least(1), "sample_guidance": at_least(0)}
 
     train_method: str = "xattn"
     lr: float = 1e-5

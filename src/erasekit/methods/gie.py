@@ -11,9 +11,11 @@ of scales (the paper's GPT-4o ranking is not available; see ``erasekit.gie.adapt
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import torch
 
+from ..config import CheckedConfig, InvalidSettingError, Range, at_least, between, positive
 from ..edits import Edit
 from ..errors import InvalidEditError
 from ..generate import call_override, set_call_override
@@ -26,10 +28,15 @@ _SAMPLER = "_erasekit_gie_sampler"
 
 
 @dataclass
-class GIEConfig:
+class GIEConfig(CheckedConfig):
     """Defaults of the released code (windows 0.8 / 0.4, the paper's replacement embedding) and of the paper's
     adapter training (MSE, Adam 1e-3, 2000 epochs, ~60 prompts). ``toy_defaults()``: settings for the toy world.
     """
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "cross_window": between(0, 1), "self_window": between(0, 1), "self_replace_max_tokens": at_least(1),
+        "train_prompts": at_least(1), "epochs": at_least(1), "lr": positive(), "hidden": at_least(1),
+        "num_inference_steps": at_least(1), "guidance_scale": at_least(0), "seed": at_least(0)}
 
     scale: float | None = None  # a fixed w for every target token; None trains (or uses) the adapter
     cross_window: float = 0.8  # share of steps (of N + 1) with controlled cross-attention
@@ -49,6 +56,9 @@ class GIEConfig:
     seed: int | None = None  # labelling and adapter seeds; default: the request's seed (`erasekit erase --seed`)
 
     def __post_init__(self):
+        super().__post_init__()
+        if self.scale == 0:
+            raise InvalidSettingError("scale 0 inhibits nothing (the edit would change no image); GIE needs w < 0")
         if self.scale is not None and self.scale > 0 and not self.allow_positive:
             raise ValueError(f"scale {self.scale} > 0 would strengthen the concept; GIE inhibits with w ≤ 0 "
                              "(set allow_positive to override)")

@@ -27,18 +27,20 @@ import math
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_directory
+from ..config import CheckedConfig, Range, at_least, positive
 from ..edits import Edit
 from ..errors import InvalidEditError
 from ..eval.prompts import load_cc3m
 from ..mce import (DEFAULT_UNET_PATTERN, INIT_LOGIT, Gate, MaskHooks, end_to_end_backward, find_gates, flow_edit,
                    hard_mask, mce_loss, rollout)
 from ..progress import progress_bar
-from ..training.engine import ResumeMismatchError, TrainingDivergedError
+from ..training.engine import CHECKPOINT_DIR, ResumeMismatchError, TrainingDivergedError
 from .base import EraseRequest, Method, register
 
 MASK_PREFIX = "mask."
@@ -46,9 +48,16 @@ _HOOKS = "_erasekit_mce_hooks"
 
 
 @dataclass
-class MCEConfig:
+class MCEConfig(CheckedConfig):
     """The paper's settings (Adam with weight decay 1e-2 — decoupled, see ``optimizer`` —, lr 0.5 for FFN and
     norm gates, β 0.01, 400 steps, batch 4, constant schedule). ``toy_defaults()`` holds the settings used on the toy world (README results table)."""
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "lr_ffn": positive(), "lr_norm": positive(), "lr_heads": positive(), "beta": at_least(0),
+        "steps": at_least(1), "batch_size": at_least(1), "weight_decay": at_least(0), "fixed_seed": at_least(0),
+        "sampler_steps": at_least(1), "guidance_scale": at_least(0), "edit_steps": at_least(1),
+        "edit_n_max": at_least(1), "edit_source_guidance": at_least(0), "edit_target_guidance": at_least(0),
+        "num_neutral": at_least(1), "checkpoint_every": at_least(1), "seed": at_least(0)}
 
     lr_ffn: float = 0.5
     lr_norm: float = 0.5
@@ -89,8 +98,7 @@ class MCEConfig:
     seed: int | None = None  # noise and prompt draws; default: the request's seed (`erasekit erase --seed`)
 
     def __post_init__(self):
-        if self.beta < 0:
-            raise ValueError(f"beta must be ≥ 0, got {self.beta}")
+        super().__post_init__()
         if self.target not in ("empty_prompt", "neutral_prompt", "flow_edit"):
             raise ValueError(f"target must be 'empty_prompt', 'neutral_prompt' or 'flow_edit', not {self.target!r}")
         if not 0 < self.edit_n_max <= self.edit_steps:
@@ -103,8 +111,6 @@ class MCEConfig:
             raise ValueError(f"optimizer must be 'adam' or 'adamw', not {self.optimizer!r}")
         if self.edit_model and self.target != "flow_edit":
             raise ValueError(f"edit_model edits FlowEdit targets; it needs target 'flow_edit', not {self.target!r}")
-        if self.batch_size < 1 or self.steps < 1:
-            raise ValueError("batch_size and steps must be positive")
 
     @classmethod
     def toy_defaults(cls, **overrides) -> MCEConfig:
@@ -246,9 +252,9 @@ class MCE(Method):
                         backbone, state, cond, uncond, guidance, hooks, noises,
                         lambda final: mce_loss(final, target, is_concept, config.beta))
                     if not torch.isfinite(loss):
-                        raise TrainingDivergedError(
-                            f"MCE loss became {float(loss)} at step {step}; the last good checkpoint is kept in "
-                            f"{checkpoint.folder or '(no --out given)'}")
+                        kept = checkpoint.folder is not None and (checkpoint.folder / "state.json").is_file()
+                        where = f"; the last good checkpoint is kept in {checkpoint.folder}" if kept else ""
+                        raise TrainingDivergedError(f"MCE loss became {float(loss)} at step {step}{where}")
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                     history.append(float(loss))
@@ -365,7 +371,7 @@ class _Checkpoint:
     """Gate logits, Adam moments and random states in ``<workdir>/checkpoint`` (safetensors + JSON)."""
 
     def __init__(self, workdir, method, model, concepts, config):
-        self.folder = Path(workdir) / "checkpoint" if workdir else None
+        self.folder = Path(workdir) / CHECKPOINT_DIR if workdir else None
         self.identity = {"method": method, "model": str(model), "concepts": list(concepts),
                          "config": asdict(config)}
 

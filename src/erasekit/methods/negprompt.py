@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..config import CheckedConfig
 from ..edits import Edit
 from ..generate import set_call_kwargs
 from .base import EraseRequest, Method, register
 
 
 @dataclass
-class NegPromptConfig:
+class NegPromptConfig(CheckedConfig):
     # How several targets become one negative prompt ("star, striped").
     separator: str = ", "
 

@@ -30,8 +30,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..atomic import atomic_directory
+from ..checksums import fingerprint
 from ..edits import Edit
-from ..errors import ErasekitError
+from ..errors import ErasekitError, NoOpEditError
 from ..progress import progress_bar
 
 
@@ -169,7 +170,8 @@ class FineTuner:
                 self.optimizer.zero_grad(set_to_none=True)
                 logs = train_step(self)
                 if not all(math.isfinite(float(v)) for v in logs.values()):
-                    where = f"; the last good checkpoint is in {self._ckpt_dir()}" if self.workdir else ""
+                    saved = self.workdir is not None and (self._ckpt_dir() / "trainer.json").is_file()
+                    where = f"; the last good checkpoint is in {self._ckpt_dir()}" if saved else ""
                     raise TrainingDivergedError(
                         f"{self.method}: loss became {logs} at step {self.step + 1}{where}; lower the learning rate"
                     )
@@ -187,19 +189,32 @@ class FineTuner:
 
     # -------------------------------------------------------------------------------------------- results
 
+    def _component(self) -> str:
+        return "unet" if self.backbone.family == "sd" else "transformer"
+
     def changed_tensors(self) -> dict[str, torch.Tensor]:
         """Trained tensors, keyed ``<component>.<name>`` as ``Edit`` stores them."""
-        component = "unet" if self.backbone.family == "sd" else "transformer"
-        return {f"{component}.{n}": p.detach().float().cpu().clone() for n, p in self.trainable.items()}
+        return {f"{self._component()}.{n}": p.detach().float().cpu().clone() for n, p in self.trainable.items()}
 
     def make_edit(self, notes: str = "", data: dict | None = None) -> Edit:
+        """The weight-delta Edit, with the fingerprint of the original values it replaces (see ``edits``)."""
+        if self._unchanged():
+            raise NoOpEditError(f"{self.method}: training changed nothing (every trained weight is as it was: "
+                                f"lr {self.config.lr:g} is too small for {self.step} step(s)); no edit was made")
         data = dict(data or {})
         data["training"] = getattr(self, "last_run", None)
         if self.lora:
             data["lora"] = self._lora_config
+        base = self._lora_base if self.lora else fingerprint(self.originals)
         return Edit(kind="weight_delta", method=self.method, config=asdict(self.config),
                     base_model=str(self.backbone.name_or_path), concepts=self.concepts,
-                    family=self.backbone.family, tensors=self.changed_tensors(), data=data, notes=notes)
+                    family=self.backbone.family, tensors=self.changed_tensors(), data=data, notes=notes,
+                    base_weights={f"{self._component()}.{n}": v for n, v in base.items()})
+
+    def _unchanged(self) -> bool:
+        if self.lora:  # PEFT starts lora_B at zero: the adapter is a no-op until one of them moves
+            return all(not p.any() for n, p in self.trainable.items() if "lora_B" in n)
+        return all(torch.equal(p.detach(), self.originals[n]) for n, p in self.trainable.items())
 
     # ------------------------------------------------------------------------------------------------ LoRA
 
@@ -212,6 +227,8 @@ class FineTuner:
             raise ValueError(f"module group '{self.config.train_method}' has no linear layers for LoRA")
         rank = self.config.lora_rank
         self._lora_config = {"r": rank, "lora_alpha": rank, "target_modules": modules, "init_lora_weights": True}
+        # The adapted layers' own weights, fingerprinted before adapters wrap them (``Edit.base_weights``).
+        self._lora_base = fingerprint({f"{m}.weight": denoiser.get_submodule(m).weight for m in modules})
         torch.manual_seed(self.config.seed)
         denoiser.add_adapter(LoraConfig(**self._lora_config), adapter_name="erasekit")
 
