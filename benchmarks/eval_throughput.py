@@ -14,13 +14,13 @@ import tempfile
 from pathlib import Path
 
 import torch
+from timing import timed
 
 from erasekit.cli import _quiet_libraries
 from erasekit.eval.prompt_suite import PromptSuiteConfig, _generate_missing
 from erasekit.eval.prompts import PromptSet
 from erasekit.models import load
 from erasekit.toy import world
-from timing import timed
 
 
 def measure(model: str, n: int, batch: int, steps: int, repeats: int) -> None:

@@ -17,13 +17,13 @@ import argparse
 
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+from timing import timed
 
 from erasekit.cli import _quiet_libraries
-from erasekit.gie import InhibitedSampler, InhibitionAdapter, count_cross_attention_layers
+from erasekit.methods.gie import InhibitedSampler, InhibitionAdapter, count_cross_attention_layers
 from erasekit.models import load
 from erasekit.toy import architectures as arch
 from erasekit.toy.tokenizers import build_clip_tokenizer
-from timing import timed
 
 
 def sd1_shaped_pipeline(seed: int = 0) -> StableDiffusionPipeline:

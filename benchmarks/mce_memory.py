@@ -26,7 +26,7 @@ import torch
 
 def one_step(model: str, k: int, size: int, batch: int, naive: bool) -> dict:
     from erasekit.cli import _quiet_libraries
-    from erasekit.mce import MaskHooks, end_to_end_backward, find_gates, mce_loss, naive_backward
+    from erasekit.methods.mce import MaskHooks, end_to_end_backward, find_gates, mce_loss, naive_backward
     from erasekit.models import load
 
     _quiet_libraries()
@@ -63,7 +63,7 @@ def in_fresh_process(model, k, size, batch, naive) -> dict:
 def bake_speed(model: str, batch: int, repeats: int = 3) -> None:
     from erasekit.cli import _quiet_libraries
     from erasekit.generate import generate
-    from erasekit.mce import MaskHooks, bake, find_gates
+    from erasekit.methods.mce import MaskHooks, bake, find_gates
     from erasekit.models import load
 
     _quiet_libraries()

@@ -15,7 +15,7 @@ import argparse
 import torch
 
 import erasekit.api as ek
-from erasekit.mce import flow_edit, rollout
+from erasekit.methods.mce import flow_edit, rollout
 from erasekit.models import load
 from erasekit.toy import world
 

@@ -21,8 +21,7 @@ import torch
 import erasekit.api as ek
 from erasekit.cli import _quiet_libraries
 from erasekit.edits import Edit
-from erasekit.mce import MaskHooks, rollout
-from erasekit.methods.mce import gates_and_masks
+from erasekit.methods.mce import MaskHooks, gates_and_masks, rollout
 from erasekit.models import load
 
 

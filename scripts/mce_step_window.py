@@ -16,7 +16,7 @@ import erasekit.api as ek
 from erasekit.cli import _quiet_libraries
 from erasekit.edits import Edit
 from erasekit.eval import ToySuiteConfig, run_toy_suite
-from erasekit.methods.mce import _HOOKS
+from erasekit.methods.mce.method import _HOOKS
 
 SHOWN = ("erasure_rate", "synonym_erasure_rate", "preserve_drop", "preserve_acc_pattern", "neighbour_acc",
          "base_neighbour_acc")

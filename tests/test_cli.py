@@ -2,9 +2,8 @@
 
 import json
 
-import torch
-
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from erasekit.cli import app
@@ -139,7 +138,7 @@ def test_demo_writes_a_report(tmp_path):
 
 def test_import_released_masks_then_export_a_plain_folder(tmp_path):
     from erasekit.generate import generate
-    from erasekit.mce import find_gates
+    from erasekit.methods.mce import find_gates
     from erasekit.models import load
     from erasekit.toy.pipelines import tiny_flux_pipeline
 

@@ -175,9 +175,9 @@ def test_weight_edit_applies_to_the_same_model_in_half_precision(tiny_sd, tmp_pa
 
 @pytest.mark.parametrize("lora_rank", [None, 2])
 def test_fine_tuned_edits_fingerprint_the_base_weights_they_replace(tiny_sd, tmp_path, lora_rank):
+    from erasekit.methods.training import FineTuner, FineTuneSettings
     from erasekit.models import from_pipeline
     from erasekit.toy.pipelines import tiny_sd_pipeline
-    from erasekit.training import FineTuner, FineTuneSettings
 
     original = {f"unet.{n}": p.detach().clone() for n, p in tiny_sd.denoiser.named_parameters()}
     tuner = FineTuner(tiny_sd, "esd", FineTuneSettings(lr=1e-2, steps=1, lora_rank=lora_rank), ["star"])

@@ -9,9 +9,9 @@ import torch
 
 from erasekit.edits import Edit, export_pipeline
 from erasekit.methods import EraseRequest, get_method
-from erasekit.methods.erasediff import adaptive_lambda
-from erasekit.methods.esd import esd_loss
-from erasekit.training import FineTuner, FineTuneSettings, ResumeMismatchError, TrainingDivergedError
+from erasekit.methods.erasediff.method import adaptive_lambda
+from erasekit.methods.esd.method import esd_loss
+from erasekit.methods.training import FineTuner, FineTuneSettings, ResumeMismatchError, TrainingDivergedError
 
 REQUEST = dict(targets=["star"], prompts=["a red star", "a blue star"], preserve_prompts=["a red circle"],
                anchor_prompts=["a red square", "a blue heart"])

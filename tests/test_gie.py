@@ -6,10 +6,21 @@ import torch
 from erasekit.edits import Edit
 from erasekit.errors import InvalidEditError, UnsupportedModelError
 from erasekit.generate import generate
-from erasekit.gie import (InhibitedSampler, InhibitionAdapter, Judge, TargetTokenError, align, best_scale,
-                          count_cross_attention_layers, fit_adapter, label_prompts, token_interval)
 from erasekit.methods import EraseRequest, get_method
-from erasekit.methods.gie import GIEConfig, unerased_note
+from erasekit.methods.gie import (
+    GIEConfig,
+    InhibitedSampler,
+    InhibitionAdapter,
+    Judge,
+    TargetTokenError,
+    align,
+    best_scale,
+    count_cross_attention_layers,
+    fit_adapter,
+    label_prompts,
+    token_interval,
+)
+from erasekit.methods.gie.method import unerased_note
 
 PROMPTS = ["a red striped star", "a blue dotted circle"]
 
@@ -118,7 +129,7 @@ def test_adapter_weights_per_token_and_the_code_embedding_variant(tiny_sd):
     sampler = InhibitedSampler(tiny_sd.pipeline, ["star", "circle"], adapter=adapter)
     out = sampler(PROMPTS, _gens(), num_inference_steps=3, output_type="pt")
     torch.testing.assert_close(out.weights, torch.full((2, 2), -3.0))
-    from erasekit.gie import ControlSettings
+    from erasekit.methods.gie import ControlSettings
 
     code = InhibitedSampler(tiny_sd.pipeline, ["star"], ControlSettings(embedding_source="edited_prompt"))
     paper = InhibitedSampler(tiny_sd.pipeline, ["star"])
@@ -213,7 +224,7 @@ def test_gie_refuses_flux(tiny_flux):
 
 
 def test_judges_route_by_concept_and_nudenet_runs_offline():
-    from erasekit.gie import NudeNetJudge, ToyJudge, make_judge
+    from erasekit.methods.gie import NudeNetJudge, ToyJudge, make_judge
 
     assert isinstance(make_judge("auto", ["star"], toy=True), ToyJudge)
     judge = make_judge("auto", ["nudity"], toy=False)
@@ -275,7 +286,7 @@ def test_unerased_note_counts_the_prompts_no_scale_cleared():
 
 
 def test_training_an_adapter_that_never_clears_the_concept_warns(tiny_sd, monkeypatch):
-    import erasekit.methods.gie as gie_method
+    import erasekit.methods.gie.method as gie_method
 
     monkeypatch.setattr(gie_method, "make_judge", lambda *args, **kwargs: _AlwaysThereJudge())
     method = get_method("gie")

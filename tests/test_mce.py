@@ -3,14 +3,23 @@
 import pytest
 import torch
 
-import erasekit.methods.mce as mce_method
+import erasekit.methods.mce.method as mce_method
 from erasekit.edits import Edit
 from erasekit.errors import InvalidEditError, UnsupportedModelError
 from erasekit.generate import generate
-from erasekit.mce import (MaskHooks, bake, end_to_end_backward, find_gates, import_released_masks, mce_loss,
-                          naive_backward, relaxed_mask)
 from erasekit.methods import EraseRequest, get_method
-from erasekit.methods.mce import MCEConfig, merge_mask_edits
+from erasekit.methods.mce import (
+    MaskHooks,
+    MCEConfig,
+    bake,
+    end_to_end_backward,
+    find_gates,
+    import_released_masks,
+    mce_loss,
+    merge_mask_edits,
+    naive_backward,
+    relaxed_mask,
+)
 
 PROMPTS = ["a red striped star", "a blue dotted circle"]
 
@@ -273,7 +282,7 @@ def test_random_control_masks_match_the_edit_site_by_site(tiny_flux):
 
 
 def test_flow_edit_keeps_the_source_for_the_same_prompt_and_takes_one_step_by_the_formula(tiny_flux):
-    from erasekit.mce import flow_edit
+    from erasekit.methods.mce import flow_edit
 
     source = torch.randn(2, *tiny_flux.prepare(1, num_inference_steps=4).latents.shape[1:],
                          generator=torch.Generator().manual_seed(0))
@@ -350,7 +359,7 @@ def _distilled_flux(seed=1):
 
 
 def test_flow_edit_gives_a_distilled_model_its_scales_as_embedded_guidance(tiny_flux):
-    from erasekit.mce import flow_edit
+    from erasekit.methods.mce import flow_edit
     from erasekit.models import from_pipeline
 
     editor = from_pipeline(_distilled_flux(), name="tiny-flux-dev")

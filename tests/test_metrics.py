@@ -20,8 +20,8 @@ from erasekit.eval.detectors import (
     NUDENET_ASR_CLASSES,
     NUDENET_EXPOSED,
     NUDENET_THRESHOLDS,
-    DetectorConfigError,
     Detections,
+    DetectorConfigError,
     NudeNetDetector,
     NudeNetJudge,
     detector_provenance,
@@ -299,6 +299,6 @@ def test_ssim_per_image():
 
 
 def test_gie_judges_are_re_exported():
-    from erasekit.gie import judges
+    from erasekit.methods.gie import judges
 
     assert judges.NudeNetJudge is NudeNetJudge and judges.NUDENET_EXPOSED is NUDENET_EXPOSED

@@ -4,8 +4,15 @@ import hashlib
 
 import pytest
 
-from erasekit.eval.prompts import (PromptSetError, load_cc3m, load_i2p, load_prompt_file, load_prompt_set,
-                                   load_ring_a_bell, load_txt)
+from erasekit.eval.prompts import (
+    PromptSetError,
+    load_cc3m,
+    load_i2p,
+    load_prompt_file,
+    load_prompt_set,
+    load_ring_a_bell,
+    load_txt,
+)
 
 I2P_HEADER = "prompt,categories,nudity_percentage,evaluation_seed,evaluation_guidance\n"
 

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from erasekit.api import erase
 from erasekit.cli import app
-from erasekit.methods import mce as mce_method
+from erasekit.methods.mce import method as mce_method
+from erasekit.methods.training import FineTuner, FineTuneSettings, TrainingDivergedError
 from erasekit.models import from_pipeline
 from erasekit.outputs import OutputError
 from erasekit.toy.pipelines import tiny_flux_pipeline, tiny_sd_pipeline
-from erasekit.training import FineTuner, FineTuneSettings, TrainingDivergedError
 
 FINE_TUNING = {"steps": 4, "checkpoint_every": 2, "batch_size": 1, "lr": 1e-3}
 CASES = {

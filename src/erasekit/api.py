@@ -28,11 +28,11 @@ from .errors import ModelNotFoundError, NoOpEditError, UnknownConceptError, Unsu
 from .eval import ToySuiteConfig, ToySuiteResult, run_toy_suite
 from .generate import generate
 from .methods import EraseRequest, get_method
+from .methods.training.engine import CHECKPOINT_DIR
 from .models import TOY_MODELS, Backbone, is_toy_folder, load, toy_weights_dir
 from .outputs import OutputError, check_output_dir
 from .toy import world
 from .toy.classifier import ToyClassifier
-from .training.engine import CHECKPOINT_DIR
 
 
 def is_toy(model: Backbone | str | Path) -> bool:
@@ -151,8 +151,7 @@ def _workdir(out: Path | None, overwrite: bool, resume: bool) -> Path | None:
 def bake_mask_edit(backbone: Backbone, edit: Edit, prune: bool = True) -> dict:
     """Write an MCE mask edit into ``backbone``'s weights: masked FFN units cut out (``prune``: smaller and
     faster) or zeroed (same shapes, saves as a plain diffusers folder). Returns the share removed per site."""
-    from .mce import bake
-    from .methods.mce import gates_and_masks
+    from .methods.mce import bake, gates_and_masks
 
     gates, masks = gates_and_masks(edit, backbone.denoiser)
     return bake(backbone.denoiser, gates, masks, prune=prune)
@@ -161,8 +160,7 @@ def bake_mask_edit(backbone: Backbone, edit: Edit, prune: bool = True) -> dict:
 def import_mce_masks(model: str | Path | Backbone, ff: str | Path, norm: str | Path, attn: str | Path | None,
                      concepts: Sequence[str], out: str | Path | None = None) -> Edit:
     """A mask Edit from the MCE authors' released FLUX files (``ff.pt``, ``norm.pt``, optional ``attn.pt``)."""
-    from .mce import find_gates, import_released_masks
-    from .methods.mce import MCEConfig, mask_edit
+    from .methods.mce import MCEConfig, find_gates, import_released_masks, mask_edit
 
     concepts = concept_list(concepts, "concepts")
     if out is not None:

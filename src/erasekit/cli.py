@@ -196,7 +196,7 @@ def _interrupted(workdir: Path, resume_command: list[str]):
     """After Ctrl-C: the command that continues the run, when it left a checkpoint to continue from."""
     import shlex
 
-    from .training.engine import CHECKPOINT_DIR
+    from .methods.training.engine import CHECKPOINT_DIR
 
     if (workdir / CHECKPOINT_DIR).is_dir():
         err.print(f"interrupted; the last checkpoint is in {workdir}. Continue with:\n  "
@@ -536,9 +536,8 @@ def toy_train(
     from diffusers import AutoencoderKL
 
     from .models import toy_weights_dir
-    from .toy import train as T
-
     from .outputs import check_writable
+    from .toy import train as T
 
     root = out_dir or toy_weights_dir()
     if what not in T.DEFAULT_CONFIGS:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class Edit:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     base_weights: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):

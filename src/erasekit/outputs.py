@@ -66,7 +66,8 @@ def check_writable(path: Path, option: str) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".erasekit-probe-", dir=parent)
     except OSError as e:
-        raise OutputError(f"{option} {path}: cannot write in {parent} ({e.strerror or e}); choose another place")
+        raise OutputError(f"{option} {path}: cannot write in {parent} ({e.strerror or e}); choose another place") \
+            from None
     os.close(fd)
     os.unlink(probe)
 

@@ -1,25 +1,16 @@
 """Evaluation: the toy suite (exact erasure metrics on the toy world), Fréchet distance and HTML reports."""
 
-from .fid import frechet_distance
-from .report import image_grid, write_html_report
-from .toy_suite import (
-    GenerateFn,
-    PromptItem,
-    ToySuiteConfig,
-    ToySuiteResult,
-    build_prompt_set,
-    run_toy_suite,
-)
 from .detectors import (
     NUDENET_ASR_CLASSES,
     NUDENET_EXPOSED,
     NUDENET_THRESHOLDS,
-    DetectorConfigError,
     Detections,
+    DetectorConfigError,
     NudeNetDetector,
     detector_provenance,
     nudenet_threshold,
 )
+from .fid import frechet_distance
 from .metrics import (
     ClassifierFeatures,
     CLIPImageFeatures,
@@ -28,11 +19,22 @@ from .metrics import (
     MetricUnavailableError,
     ToyClassifierLayers,
     clip_score,
-    fid as fid_score,  # `fid` would shadow the submodule erasekit.eval.fid
     lpips_style_distance,
     nudity_removal_rate,
     nudity_report,
     ssim,
+)
+from .metrics import (
+    fid as fid_score,  # `fid` would shadow the submodule erasekit.eval.fid
+)
+from .report import image_grid, write_html_report
+from .toy_suite import (
+    GenerateFn,
+    PromptItem,
+    ToySuiteConfig,
+    ToySuiteResult,
+    build_prompt_set,
+    run_toy_suite,
 )
 
 __all__ = [

@@ -13,14 +13,14 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..atomic import atomic_write_text
-from PIL import Image
 
 # Metrics shown in the main table, in this order, when present; any others go in the "all metrics" table.
 PRIMARY_METRICS = (
@@ -149,7 +149,7 @@ def _metric_table(results: Sequence[Mapping], names: list[str]) -> str:
 
 def _provenance_block(provenance: Mapping | None) -> str:
     entries = dict(provenance or {})
-    entries.setdefault("generated", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    entries.setdefault("generated", datetime.now(UTC).isoformat(timespec="seconds"))
     items = []
     for key, value in entries.items():
         text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)

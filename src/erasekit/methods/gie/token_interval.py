@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ErasekitError
+from ...errors import ErasekitError
 
 
 class TargetTokenError(ErasekitError, ValueError):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..models.base import Conditioning
+from ...models.base import Conditioning
 
 
 @torch.no_grad()

@@ -22,58 +22,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from ..config import Range, at_least, positive
-from ..edits import Edit
-from ..training import FineTuner, FineTuneSettings
-from .base import EraseRequest, Method, register
-
-
-@dataclass
-class EraseDiffConfig(FineTuneSettings):
-    """Defaults of the released SD nudity recipe (noxattn, Adam 1e-5, batch 16, K 2) with the paper's update.
-
-    ``toy_defaults()`` holds the settings used on the toy world (README results table).
-    """
-
-    RANGES: ClassVar[dict[str, Range]] = FineTuneSettings.RANGES | {
-        "inner_steps": at_least(0), "inner_lr": positive(), "eta": at_least(0), "lambda_": at_least(0),
-        "num_forget": at_least(1), "num_remain": at_least(1), "generation_steps": at_least(1),
-        "generation_guidance": at_least(0)}
-
-    train_method: str = "noxattn"
-    lr: float = 1e-5
-    steps: int = 160  # the authors' README: "step 160 is enough" for SD nudity
-    batch_size: int = 16
-    mode: str = "paper"  # "paper" (adaptive λ_t) or "reference" (fixed λ, weighted sum)
-    forget_target: str = "mismatched"  # "mismatched" (EraseDiff_rl) or "uniform" (EraseDiff_noise)
-    inner_steps: int = 2  # K
-    inner_lr: float | None = None  # SGD step of the inner loop in paper mode (default: lr)
-    eta: float = 0.1  # η of λ_t (paper mode)
-    lambda_: float = 1.0  # fixed λ (reference mode)
-    anchor_prompt: str = "a photo of a pokemon"  # the mismatched prompt c_m of the released SD code
-    remain_prompt: str = "a photo of a person wearing clothes"
-    num_forget: int = 64  # generated images per set
-    num_remain: int = 64
-    generation_steps: int = 50
-    generation_guidance: float = 7.5
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.mode not in ("paper", "reference"):
-            raise ValueError(f"mode must be 'paper' or 'reference', not {self.mode!r}")
-        if self.forget_target not in ("mismatched", "uniform"):
-            raise ValueError(f"forget_target must be 'mismatched' or 'uniform', not {self.forget_target!r}")
-
-    @classmethod
-    def toy_defaults(cls, **overrides) -> EraseDiffConfig:
-        base = dict(lr=2e-4, steps=120, batch_size=8, num_forget=48, num_remain=96, generation_steps=25,
-                    generation_guidance=7.5, train_method="noxattn", eta=0.02)
-        return cls(**(base | overrides))
+from ...edits import Edit
+from ..base import EraseRequest, Method, register
+from ..training import FineTuner
+from .config import EraseDiffConfig
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..config import CheckedConfig, Range, at_least, positive
+from ...config import CheckedConfig, Range, at_least, positive
 
 
 @dataclass

@@ -4,7 +4,7 @@ They live in ``erasekit.eval.detectors`` next to the evaluation's NudeNet detect
 import path working.
 """
 
-from ..eval.detectors import (
+from ...eval.detectors import (
     NUDENET_EXPOSED,
     NUDITY_WORDS,
     CLIPJudge,

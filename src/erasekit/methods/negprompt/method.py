@@ -7,18 +7,12 @@ that sets the pipeline's negative prompt. On FLUX it needs true classifier-free 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from ..config import CheckedConfig
-from ..edits import Edit
-from ..generate import set_call_kwargs
-from .base import EraseRequest, Method, register
-
-
-@dataclass
-class NegPromptConfig(CheckedConfig):
-    # How several targets become one negative prompt ("star, striped").
-    separator: str = ", "
+from ...edits import Edit
+from ...generate import set_call_kwargs
+from ..base import EraseRequest, Method, register
+from .config import NegPromptConfig
 
 
 @register

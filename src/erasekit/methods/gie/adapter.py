@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..progress import progress_bar
+from ...progress import progress_bar
 from .judges import Judge
 
 

@@ -18,46 +18,15 @@ training, so they are the original model's).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 
-from ..config import Range, at_least
-from ..edits import Edit
-from ..training import FineTuner, FineTuneSettings
-from .base import EraseRequest, Method, register
+from ...edits import Edit
+from ..base import EraseRequest, Method, register
+from ..training import FineTuner
+from .config import ABOConfig
 
 RECONSTRUCTED = "reconstructed from the paper's abstract (All-but-One, AAAI 2024): not the authors' algorithm"
-
-
-@dataclass
-class ABOConfig(FineTuneSettings):
-    """Proposed defaults (ESD's, as the nearest published neighbour): lr 1e-5, 1000 iterations, batch 1.
-
-    ``toy_defaults()`` holds the settings used on the toy world (README results table).
-    """
-
-    RANGES: ClassVar[dict[str, Range]] = FineTuneSettings.RANGES | {
-        "uncond_weight": at_least(0), "keep_weight": at_least(0), "trajectories": at_least(1),
-        "sample_steps": at_least(1), "sample_guidance": at_least(0)}
-
-    train_method: str = "xattn"
-    lr: float = 1e-5
-    steps: int = 1000
-    batch_size: int = 1
-    uncond_weight: float = 1.0  # λ_u: holds the unconditional score still
-    keep_weight: float = 0.0  # λ_k: optional keep-set term over preserve prompts
-    zero_guidance: bool = False  # retarget to zero guidance even when an alternative concept is given
-    trajectories: int = 32  # frozen-model trajectories x_t is drawn from
-    sample_steps: int = 50
-    sample_guidance: float = 3.0
-
-    @classmethod
-    def toy_defaults(cls, **overrides) -> ABOConfig:
-        base = dict(lr=3e-4, steps=300, batch_size=8, keep_weight=5.0, trajectories=48, sample_steps=10)
-        return cls(**(base | overrides))
 
 
 def guidance_loss(student_cond: torch.Tensor, student_uncond: torch.Tensor, target_guidance: torch.Tensor):

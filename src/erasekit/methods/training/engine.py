@@ -29,11 +29,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..atomic import atomic_directory
-from ..checksums import fingerprint
-from ..edits import Edit
-from ..errors import ErasekitError, NoOpEditError
-from ..progress import progress_bar
+from ...atomic import atomic_directory
+from ...checksums import fingerprint
+from ...edits import Edit
+from ...errors import ErasekitError, NoOpEditError
+from ...progress import progress_bar
 
 
 class TrainingDivergedError(ErasekitError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import UnsupportedModelError
+from ...errors import UnsupportedModelError
 
 # Hard-concrete constants of the released code: temperature, stretch interval (γ, ζ), and the noise bound ε,
 # which keeps the logistic noise within ±ln 3, so λ ≥ 3.09 gives m ≡ 1 and λ ≤ −3.09 gives m ≡ 0.

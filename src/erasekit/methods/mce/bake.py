@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InvalidEditError
+from ...errors import InvalidEditError
 from .gates import Gate
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from diffusers.pipelines.stable_diffusion import StableDiffusionPipelineOutput
 
-from ..errors import UnsupportedModelError
+from ...errors import UnsupportedModelError
 from .attention import InhibitionState, controls, count_cross_attention_layers, install, uninstall
 from .token_interval import TargetTokenError, target_token_count, token_interval
 
