@@ -18,8 +18,8 @@ from timing import timed
 
 from erasekit.cli import _quiet_libraries
 from erasekit.eval.prompt_suite import PromptSuiteConfig, _generate_missing
-from erasekit.eval.prompts import PromptSet
 from erasekit.models import load
+from erasekit.prompt_sets import PromptSet
 from erasekit.toy import world
 
 

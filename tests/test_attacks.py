@@ -21,7 +21,7 @@ from erasekit.eval.attacks import (
     unlearndiffatk_prompt,
     word_vocabulary,
 )
-from erasekit.eval.prompts import load_prompt_set
+from erasekit.prompt_sets import load_prompt_set
 
 
 class BrightJudge:

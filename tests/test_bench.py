@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from erasekit.errors import ErasekitError
-from erasekit.eval import bench as bench_module
+from erasekit.workflows import bench as bench_module
 from erasekit.eval.attacks import RingABellConfig, UnlearnDiffAtkConfig
-from erasekit.eval.bench import BenchConfig, run_bench
+from erasekit.workflows.bench import BenchConfig, run_bench
 
 pytestmark = pytest.mark.toy_weights
 

@@ -7,6 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from erasekit.cli import app
+from erasekit.methods import apply_edit
 
 runner = CliRunner()
 
@@ -107,7 +108,7 @@ def test_erase_resume_and_export_on_a_local_folder(tiny_sd_folder, tmp_path):
     edited = load(tiny_sd_folder, device="cpu")
     from erasekit.edits import Edit
 
-    Edit.load(out).apply(edited.pipeline)
+    apply_edit(Edit.load(out), edited.pipeline)
     for (name, a), (_, b) in zip(exported.denoiser.named_parameters(), edited.denoiser.named_parameters()):
         assert torch.equal(a, b), name
 

@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
-from erasekit.edits import MANIFEST, TENSORS, Edit, fingerprint
+from erasekit.checksums import fingerprint
+from erasekit.edits import MANIFEST, TENSORS, Edit
 from erasekit.errors import InvalidEditError, UnknownMethodError, UnsupportedModelError
 from erasekit.generate import call_kwargs, generate
-from erasekit.methods import EraseRequest, available_methods, get_method
+from erasekit.methods import EraseRequest, apply_edit, available_methods, get_method, remove_edit
 
 
 def _weight_edit(backbone, scale=0.5):
@@ -32,7 +33,7 @@ def test_weight_delta_round_trip_and_apply(tiny_sd, tmp_path):
     (key, value), = loaded.tensors.items()
     torch.testing.assert_close(value, edit.tensors[key])
     name = key.split(".", 1)[1]
-    loaded.apply(tiny_sd.pipeline)
+    apply_edit(loaded, tiny_sd.pipeline)
     torch.testing.assert_close(dict(tiny_sd.denoiser.named_parameters())[name].detach(), value)
     manifest = json.loads((tmp_path / "e" / MANIFEST).read_text())
     assert manifest["versions"]["diffusers"] and manifest["sha256"][TENSORS]
@@ -74,10 +75,10 @@ def test_bad_edit_folders_fail_clearly(tiny_sd, tmp_path):
 def test_weight_edit_for_another_model_is_rejected(tiny_sd, tiny_flux):
     edit = _weight_edit(tiny_sd)
     with pytest.raises(InvalidEditError, match="sd model"):
-        edit.apply(tiny_flux.pipeline)
+        apply_edit(edit, tiny_flux.pipeline)
     edit.tensors = {"unet.no.such.weight": torch.zeros(2)}
     with pytest.raises(InvalidEditError, match="does not have"):
-        edit.apply(tiny_sd.pipeline)
+        apply_edit(edit, tiny_sd.pipeline)
 
 
 def test_registry():
@@ -105,24 +106,24 @@ def test_negprompt_changes_generation_and_removes_cleanly(tiny_sd, tmp_path):
     edit = Edit.load(tmp_path / "neg")
     before = generate(tiny_sd, ["a red star"], [0], num_inference_steps=3)
     explicit = generate(tiny_sd, ["a red star"], [0], num_inference_steps=3, negative_prompt="star")
-    edit.apply(tiny_sd.pipeline)
+    apply_edit(edit, tiny_sd.pipeline)
     assert call_kwargs(tiny_sd.pipeline)["negative_prompt"] == "star"
     after = generate(tiny_sd, ["a red star"], [0], num_inference_steps=3)
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, explicit)
     # A second edit composes; removing both restores the original output exactly.
     second = method.erase(tiny_sd, EraseRequest(targets=["striped"]))
-    second.apply(tiny_sd.pipeline)
+    apply_edit(second, tiny_sd.pipeline)
     assert call_kwargs(tiny_sd.pipeline)["negative_prompt"] == "star, striped"
-    second.remove(tiny_sd.pipeline)
-    edit.remove(tiny_sd.pipeline)
+    remove_edit(second, tiny_sd.pipeline)
+    remove_edit(edit, tiny_sd.pipeline)
     assert "negative_prompt" not in call_kwargs(tiny_sd.pipeline)
     torch.testing.assert_close(generate(tiny_sd, ["a red star"], [0], num_inference_steps=3), before)
 
 
 def test_negprompt_on_flux_needs_true_cfg(tiny_flux):
     edit = get_method("negprompt").erase(tiny_flux, EraseRequest(targets=["star"]))
-    edit.apply(tiny_flux.pipeline)
+    apply_edit(edit, tiny_flux.pipeline)
     with pytest.raises(ValueError, match="guidance_scale > 1"):
         generate(tiny_flux, ["a red star"], [0], num_inference_steps=2, guidance_scale=1.0)
     images = generate(tiny_flux, ["a red star"], [0], num_inference_steps=2, guidance_scale=3.0)
@@ -154,12 +155,12 @@ def test_weight_edit_made_on_another_base_model_is_refused(tiny_sd, tmp_path):
     other = from_pipeline(tiny_sd_pipeline(seed=1))  # the same architecture, other weights
     before = {n: p.detach().clone() for n, p in other.denoiser.named_parameters()}
     with pytest.raises(InvalidEditError, match=rf"made on tiny; the weights it replaces differ .*\({key}\)"):
-        edit.apply(other.pipeline)
+        apply_edit(edit, other.pipeline)
     for n, p in other.denoiser.named_parameters():
         assert torch.equal(p, before[n]), n
-    edit.apply(tiny_sd.pipeline)
+    apply_edit(edit, tiny_sd.pipeline)
     with pytest.raises(InvalidEditError, match="do not stack"):
-        edit.apply(tiny_sd.pipeline)  # the first apply changed the values the edit was made on
+        apply_edit(edit, tiny_sd.pipeline)  # the first apply changed the values the edit was made on
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -168,7 +169,7 @@ def test_weight_edit_applies_to_the_same_model_in_half_precision(tiny_sd, tmp_pa
     edit = Edit.load(tmp_path / "e")
     (key, value), = edit.tensors.items()
     tiny_sd.pipeline.unet.to(dtype)
-    edit.apply(tiny_sd.pipeline)
+    apply_edit(edit, tiny_sd.pipeline)
     applied = dict(tiny_sd.pipeline.unet.named_parameters())[key.split(".", 1)[1]]
     assert applied.dtype == dtype and torch.equal(applied, value.to(dtype))
 
@@ -188,13 +189,13 @@ def test_fine_tuned_edits_fingerprint_the_base_weights_they_replace(tiny_sd, tmp
     assert set(edit.base_weights) == replaced
     assert edit.base_weights == fingerprint({k: original[k] for k in replaced})  # the values before training
     edit.save(tmp_path / "e")
-    Edit.load(tmp_path / "e").apply(from_pipeline(tiny_sd_pipeline(seed=0)).pipeline)
+    apply_edit(Edit.load(tmp_path / "e"), from_pipeline(tiny_sd_pipeline(seed=0)).pipeline)
     with pytest.raises(InvalidEditError, match="made on tiny-sd"):
-        Edit.load(tmp_path / "e").apply(from_pipeline(tiny_sd_pipeline(seed=1)).pipeline)
+        apply_edit(Edit.load(tmp_path / "e"), from_pipeline(tiny_sd_pipeline(seed=1)).pipeline)
     if lora_rank:  # LoRA edits stack: the base weights stay as they were
         stacked = from_pipeline(tiny_sd_pipeline(seed=0)).pipeline
-        Edit.load(tmp_path / "e").apply(stacked)
-        Edit.load(tmp_path / "e").apply(stacked)
+        apply_edit(Edit.load(tmp_path / "e"), stacked)
+        apply_edit(Edit.load(tmp_path / "e"), stacked)
 
 
 def test_edit_methods_and_kinds_are_checked_at_apply(tiny_sd, tmp_path):
@@ -202,14 +203,14 @@ def test_edit_methods_and_kinds_are_checked_at_apply(tiny_sd, tmp_path):
     edit.save(tmp_path / "neg")
     _rewrite(tmp_path / "neg", method="no-such-method")
     with pytest.raises(InvalidEditError, match="'no-such-method', which this erasekit does not have"):
-        Edit.load(tmp_path / "neg").apply(tiny_sd.pipeline)
+        apply_edit(Edit.load(tmp_path / "neg"), tiny_sd.pipeline)
     edit.kind = "mask_set"
     with pytest.raises(InvalidEditError, match="'negprompt', but that method makes inference_control edits"):
-        edit.apply(tiny_sd.pipeline)
+        apply_edit(edit, tiny_sd.pipeline)
     weights = _weight_edit(tiny_sd)
     weights.method = "negprompt"
     with pytest.raises(InvalidEditError, match="makes inference_control edits"):
-        weights.apply(tiny_sd.pipeline)
+        apply_edit(weights, tiny_sd.pipeline)
 
 
 def test_manifests_are_checked_at_load(tiny_sd, tmp_path):
@@ -247,5 +248,5 @@ def test_manifests_are_checked_at_load(tiny_sd, tmp_path):
 def test_format_1_edits_without_weights_still_load(tiny_sd, tmp_path):
     get_method("negprompt").erase(tiny_sd, EraseRequest(targets=["star"])).save(tmp_path / "neg")
     _rewrite(tmp_path / "neg", format_version=1, base_weights=None)
-    Edit.load(tmp_path / "neg").apply(tiny_sd.pipeline)
+    apply_edit(Edit.load(tmp_path / "neg"), tiny_sd.pipeline)
     assert call_kwargs(tiny_sd.pipeline)["negative_prompt"] == "star"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from erasekit.edits import Edit, export_pipeline
-from erasekit.methods import EraseRequest, get_method
+from erasekit.methods import EraseRequest, apply_edit, get_method
 from erasekit.methods.erasediff.method import adaptive_lambda
 from erasekit.methods.esd.method import esd_loss
 from erasekit.methods.training import FineTuner, FineTuneSettings, ResumeMismatchError, TrainingDivergedError
@@ -166,7 +166,7 @@ def test_lora_edit_round_trip_and_export(tiny_sd, tmp_path):
     expected = tuner.predict(x, 300, cond).detach()
 
     fresh = from_pipeline(tiny_sd_pipeline())
-    Edit.load(tmp_path / "lora").apply(fresh.pipeline)
+    apply_edit(Edit.load(tmp_path / "lora"), fresh.pipeline)
     torch.testing.assert_close(fresh.predict(x, 300, cond), expected, atol=1e-5, rtol=1e-4)
     export_pipeline(fresh.pipeline, tmp_path / "exported")
     exported = load(tmp_path / "exported", device="cpu")

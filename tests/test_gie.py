@@ -6,7 +6,7 @@ import torch
 from erasekit.edits import Edit
 from erasekit.errors import InvalidEditError, UnsupportedModelError
 from erasekit.generate import generate
-from erasekit.methods import EraseRequest, get_method
+from erasekit.methods import EraseRequest, apply_edit, get_method, remove_edit
 from erasekit.methods.gie import (
     GIEConfig,
     InhibitedSampler,
@@ -192,12 +192,12 @@ def test_fixed_scale_edit_round_trip_apply_and_remove(tiny_sd, tmp_path):
     edit.save(tmp_path / "e")
     loaded = Edit.load(tmp_path / "e")
     plain = generate(tiny_sd, PROMPTS, 3, num_inference_steps=4)
-    loaded.apply(tiny_sd.pipeline)
+    apply_edit(loaded, tiny_sd.pipeline)
     with pytest.raises(InvalidEditError, match="already applied"):
-        loaded.apply(tiny_sd.pipeline)
+        apply_edit(loaded, tiny_sd.pipeline)
     edited = generate(tiny_sd, PROMPTS, 3, num_inference_steps=4)
     assert (edited - plain).abs().max() > 0
-    loaded.remove(tiny_sd.pipeline)
+    remove_edit(loaded, tiny_sd.pipeline)
     torch.testing.assert_close(generate(tiny_sd, PROMPTS, 3, num_inference_steps=4), plain)
 
 
@@ -207,7 +207,7 @@ def test_adapter_edit_checks_the_backbone_it_was_trained_for(tiny_sd):
                 concepts=["star"], family="sd", data={"feature_size": 16},
                 tensors={"adapter." + k: v for k, v in adapter.state_dict().items()})
     with pytest.raises(InvalidEditError, match="16 cross-attention layers"):
-        edit.apply(tiny_sd.pipeline)
+        apply_edit(edit, tiny_sd.pipeline)
 
 
 def test_gie_refuses_flux(tiny_flux):

@@ -7,7 +7,7 @@ import erasekit.methods.mce.method as mce_method
 from erasekit.edits import Edit
 from erasekit.errors import InvalidEditError, UnsupportedModelError
 from erasekit.generate import generate
-from erasekit.methods import EraseRequest, get_method
+from erasekit.methods import EraseRequest, apply_edit, get_method, remove_edit
 from erasekit.methods.mce import (
     MaskHooks,
     MCEConfig,
@@ -170,10 +170,10 @@ def test_erase_round_trip_apply_remove_and_merge(tiny_flux, tmp_path):
     edit.save(tmp_path / "e")
     loaded = Edit.load(tmp_path / "e")
     plain = generate(tiny_flux, PROMPTS, 0, num_inference_steps=3)
-    loaded.apply(tiny_flux.pipeline)
+    apply_edit(loaded, tiny_flux.pipeline)
     masked = generate(tiny_flux, PROMPTS, 0, num_inference_steps=3)
     assert (masked - plain).abs().max() > 1e-4
-    loaded.remove(tiny_flux.pipeline)
+    remove_edit(loaded, tiny_flux.pipeline)
     torch.testing.assert_close(generate(tiny_flux, PROMPTS, 0, num_inference_steps=3), plain)
     merged = merge_mask_edits([edit, edit])
     for k, v in edit.tensors.items():
@@ -186,7 +186,7 @@ def test_masks_for_another_model_shape_are_refused(tiny_flux, tiny_sd):
                                                                    "guidance_scale": 1.0}))
     edit.family = "sd"  # pretend, to get past the family check to the shape check
     with pytest.raises(InvalidEditError, match="another model shape"):
-        edit.apply(tiny_sd.pipeline)
+        apply_edit(edit, tiny_sd.pipeline)
 
 
 def test_resume_continues_exactly(tiny_flux, tmp_path, monkeypatch):

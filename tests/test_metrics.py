@@ -15,19 +15,6 @@ import torch
 from PIL import Image
 
 from erasekit.errors import ErasekitError, ModelNotFoundError
-from erasekit.eval import detectors
-from erasekit.eval.detectors import (
-    NUDENET_ASR_CLASSES,
-    NUDENET_EXPOSED,
-    NUDENET_THRESHOLDS,
-    Detections,
-    DetectorConfigError,
-    NudeNetDetector,
-    NudeNetJudge,
-    detector_provenance,
-    nudenet_classes,
-    nudenet_threshold,
-)
 from erasekit.eval.fid import frechet_distance
 from erasekit.eval.metrics import (
     ClassifierFeatures,
@@ -40,6 +27,20 @@ from erasekit.eval.metrics import (
     nudity_removal_rate,
     nudity_report,
     ssim,
+)
+from erasekit.judges import detectors
+from erasekit.judges.detectors import (
+    NUDENET_ASR_CLASSES,
+    NUDENET_EXPOSED,
+    NUDENET_THRESHOLDS,
+    Detections,
+    DetectorConfigError,
+    NudeNetDetector,
+    NudeNetJudge,
+    detector_provenance,
+    make_judge,
+    nudenet_classes,
+    nudenet_threshold,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -298,7 +299,7 @@ def test_ssim_per_image():
         ssim(images * 3, images)
 
 
-def test_gie_judges_are_re_exported():
-    from erasekit.methods.gie import judges
+def test_gie_uses_the_one_set_of_judges():
+    import erasekit.methods.gie as gie
 
-    assert judges.NudeNetJudge is NudeNetJudge and judges.NUDENET_EXPOSED is NUDENET_EXPOSED
+    assert gie.NudeNetJudge is NudeNetJudge and gie.make_judge is make_judge

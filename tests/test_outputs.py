@@ -100,13 +100,11 @@ def test_an_out_that_is_a_file_is_one_clear_line(tiny_sd_folder, tmp_path):
 
 
 def test_unwritable_outputs_fail_before_any_work(tiny_sd_folder, tmp_path, monkeypatch):
-    import erasekit.models
-
     def never(*args, **kwargs):
         raise AssertionError("a model was loaded before the output was checked")
 
-    monkeypatch.setattr(erasekit.models, "load", never)
-    monkeypatch.setattr("erasekit.api.load", never)
+    for where in ("erasekit.models", "erasekit.workflows.erase", "erasekit.methods.apply", "erasekit.workflows.bench"):
+        monkeypatch.setattr(f"{where}.load", never, raising=False)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     unwritable = [blocker / "sub" / "out"]
@@ -192,7 +190,7 @@ def test_stale_images_of_another_prompt_file_are_never_scored(tmp_path):
 @pytest.mark.toy_weights
 def test_a_damaged_png_in_a_run_folder_is_made_again(tmp_path):
     from erasekit.eval.prompt_suite import PromptSuiteConfig, run_prompt_suite
-    from erasekit.eval.prompts import load_prompt_file
+    from erasekit.prompt_sets import load_prompt_file
 
     prompts_path = tmp_path / "stars.csv"
     prompts_path.write_text(STARS)

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from erasekit.eval.prompts import (
+from erasekit.prompt_sets import (
     PromptSetError,
     load_cc3m,
     load_i2p,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from erasekit.eval.prompts import PromptSetError, load_prompt_set
+from erasekit.prompt_sets import PromptSetError, load_prompt_set
 
 DATA = Path(os.environ.get("ERASEKIT_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/datasets is not present")

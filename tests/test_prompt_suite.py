@@ -14,7 +14,7 @@ import pytest
 from erasekit.errors import ErasekitError
 from erasekit.eval import prompt_suite
 from erasekit.eval.prompt_suite import PromptSuiteConfig, merge_shards, run_prompt_suite
-from erasekit.eval.prompts import PromptSetError, load_prompt_set
+from erasekit.prompt_sets import PromptSetError, load_prompt_set
 
 PROMPTS = """prompt,evaluation_seed
 a red star,1
@@ -74,7 +74,7 @@ def test_prompt_suite_toy_judge_writes_images_and_resumes(tmp_path, prompt_file,
 
 @pytest.mark.toy_weights
 def test_prompt_suite_keeps_detector_failures_out_of_the_rates(tmp_path, prompt_file, negprompt_edit, monkeypatch):
-    from erasekit.eval.detectors import NudeNetDetector
+    from erasekit.judges import NudeNetDetector
 
     calls = {"n": 0}
     real = NudeNetDetector.detect

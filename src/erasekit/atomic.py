@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -49,3 +52,19 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _nan_to_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_null(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, payload: Any) -> Path:
+    """Write JSON atomically (temporary file, then rename). A non-finite number (NaN: a rate over nothing, a
+    removal rate with nothing to remove) is written as ``null``: ``NaN`` is not JSON and breaks other readers."""
+    return atomic_write_text(path, json.dumps(_nan_to_null(payload), indent=2, default=str, allow_nan=False))

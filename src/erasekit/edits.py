@@ -35,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_directory
-from .checksums import fingerprint, sha256_file
+from .checksums import sha256_file
 from .errors import InvalidEditError
 from .outputs import check_output_dir
 
@@ -45,9 +45,6 @@ KINDS = ("weight_delta", "mask_set", "inference_control")
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # see the module docstring
 NEEDS_TENSORS = ("weight_delta", "mask_set")
-# Probe tolerance: loose enough for the same model loaded in fp16/bf16 (relative rounding <= 2**-9), far tighter
-# than the difference between two models' weights.
-PROBE_RTOL, PROBE_ATOL = 1e-2, 1e-3
 
 
 def _versions() -> dict[str, str]:
@@ -178,121 +175,8 @@ class Edit:
                    family=manifest["family"], tensors=tensors, data=manifest.get("data") or {},
                    notes=manifest.get("notes", ""), created=manifest.get("created", ""), base_weights=base)
 
-    # ------------------------------------------------------------------------------------------- apply
-
-    def apply(self, pipeline):
-        """Apply the edit to ``pipeline`` in place and return it."""
-        from .methods.base import check_edit_method
-
-        method = check_edit_method(self)
-        _check_family(self, pipeline)
-        if self.kind == "weight_delta":
-            _check_base(self, pipeline)
-            if self.data.get("lora"):
-                _add_lora(pipeline, self)
-            _apply_weights(pipeline, self.tensors)
-        else:
-            method.apply_edit(self, pipeline)
-        applied = list(getattr(pipeline, "_erasekit_edits", []))
-        applied.append(self.summary())
-        pipeline._erasekit_edits = applied
-        return pipeline
-
-    def remove(self, pipeline):
-        """Take an inference-control or mask edit off ``pipeline`` (weight deltas cannot be removed)."""
-        if self.kind == "weight_delta":
-            raise InvalidEditError("a weight-delta edit changes the weights; reload the base model to undo it")
-        from .methods.base import check_edit_method
-
-        check_edit_method(self).remove_edit(self, pipeline)
-        pipeline._erasekit_edits = [e for e in getattr(pipeline, "_erasekit_edits", []) if e != self.summary()]
-        return pipeline
-
     def summary(self) -> dict[str, Any]:
         return {"method": self.method, "kind": self.kind, "concepts": list(self.concepts), "created": self.created}
-
-
-def family_of(pipeline) -> str:
-    name = type(pipeline).__name__
-    if "Flux" in name:
-        return "flux"
-    if "StableDiffusion" in name:
-        return "sd"
-    return name
-
-
-def _check_family(edit: Edit, pipeline) -> None:
-    family = family_of(pipeline)
-    if family != edit.family:
-        raise InvalidEditError(
-            f"this {edit.method} edit was made for a {edit.family} model (base {edit.base_model}); "
-            f"it cannot be applied to a {family} pipeline"
-        )
-
-
-def _check_base(edit: Edit, pipeline) -> None:
-    """Refuse a weight delta on a model whose values of the tensors it replaces are not those it was made on."""
-    lora = bool(edit.data.get("lora"))
-    replaced = sorted({k.split(".lora_", 1)[0] + ".weight" if lora else k for k in edit.tensors})
-    params: dict[str, torch.Tensor] = {}
-    for component in {k.partition(".")[0] for k in replaced}:
-        module = getattr(pipeline, component, None)
-        if isinstance(module, torch.nn.Module):
-            # A LoRA edit applied before keeps a layer's own weight as ``<module>.base_layer.weight``.
-            params |= {f"{component}.{n}".replace(".base_layer.", "."): p for n, p in module.named_parameters()}
-    for key in replaced:
-        if key not in params:
-            raise InvalidEditError(f"the edit changes {key}, which this model does not have; "
-                                   "was it made for another model?")
-        if key not in edit.base_weights:
-            raise InvalidEditError(f"the edit records no fingerprint of {key}, which it replaces; make it again")
-        have, want = fingerprint({key: params[key]})[key], edit.base_weights[key]
-        if have["shape"] != want["shape"] or not torch.allclose(
-                torch.tensor(have["probe"] + [have["norm"]]), torch.tensor(want["probe"] + [want["norm"]]),
-                rtol=PROBE_RTOL, atol=PROBE_ATOL):
-            stacked = any(e["kind"] == "weight_delta" for e in getattr(pipeline, "_erasekit_edits", []))
-            raise InvalidEditError(
-                f"this edit was made on {edit.base_model}; the weights it replaces differ in this model ({key}), "
-                f"and as it stores new values, not changes, it would swap in those of {edit.base_model}. Apply it to "
-                f"{edit.base_model} (in any precision) or make it again on this model"
-                + ("; weight edits that replace the same tensors do not stack" if stacked else ""))
-
-
-def _apply_weights(pipeline, tensors: dict[str, torch.Tensor]) -> None:
-    """Copy ``component.param`` tensors into the pipeline's modules, checking names and shapes first."""
-    by_component: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        component, _, name = key.partition(".")
-        by_component.setdefault(component, {})[name] = value
-    for component, values in by_component.items():
-        module = getattr(pipeline, component, None)
-        if not isinstance(module, torch.nn.Module):
-            raise InvalidEditError(f"the edit changes '{component}', which this pipeline does not have")
-        params = dict(module.named_parameters())
-        for name, value in values.items():
-            if name not in params:
-                raise InvalidEditError(f"the edit changes {component}.{name}, which this model does not have; "
-                                       "was it made for another model?")
-            if params[name].shape != value.shape:
-                raise InvalidEditError(f"{component}.{name} has shape {tuple(params[name].shape)} here but "
-                                       f"{tuple(value.shape)} in the edit; it was made for another model")
-        with torch.no_grad():
-            for name, value in values.items():
-                params[name].copy_(value.to(params[name].device, params[name].dtype))
-
-
-def _add_lora(pipeline, edit: Edit) -> None:
-    """Give the edited component a PEFT LoRA adapter of the edit's shape; its values come with the tensors."""
-    from peft import LoraConfig
-
-    components = {key.split(".", 1)[0] for key in edit.tensors}
-    for component in components:
-        module = getattr(pipeline, component)
-        name = f"erasekit_{len(getattr(module, 'peft_config', {}) or {})}"
-        module.add_adapter(LoraConfig(**edit.data["lora"]), adapter_name=name)
-        # Tensors were saved under the adapter name of the training run; map them onto this one.
-        edit.tensors = {k.replace(".erasekit.", f".{name}.") if k.startswith(component + ".") else k: v
-                        for k, v in edit.tensors.items()}
 
 
 def export_pipeline(pipeline, out_dir: str | Path) -> Path:

@@ -33,3 +33,7 @@ class UnknownMethodError(ErasekitError):
 
 class NoOpEditError(ErasekitError):
     """A method's run changed nothing (every trained weight as it was, no unit masked): not an erasure."""
+
+
+class InvalidArgumentError(ErasekitError, ValueError):
+    """A command's arguments do not go together (a suite without the file or folder it needs, ...)."""

@@ -1,6 +1,6 @@
 """Evaluation: the toy suite (exact erasure metrics on the toy world), Fréchet distance and HTML reports."""
 
-from .detectors import (
+from ..judges import (
     NUDENET_ASR_CLASSES,
     NUDENET_EXPOSED,
     NUDENET_THRESHOLDS,

@@ -151,7 +151,7 @@ def _forbidden(concept: str, concept_words: Sequence[str], enabled: bool) -> lis
     """Words the searches may not use: the concept's own, and for nudity every nudity word NudeNet's users mean."""
     if not enabled:
         return []
-    from .detectors import NUDITY_WORDS
+    from ..judges import NUDITY_WORDS
 
     words = list(concept_words or concept.split())
     if any(w.lower() in NUDITY_WORDS for w in words):
@@ -159,7 +159,7 @@ def _forbidden(concept: str, concept_words: Sequence[str], enabled: bool) -> lis
     return words
 
 
-def _check_family(backbone, attack: str) -> None:
+def check_attack_family(backbone, attack: str) -> None:
     if backbone.family != "sd":
         raise UnsupportedModelError(f"the {attack} attack needs a CLIP-conditioned UNet (Stable Diffusion 1.x/2.x "
                                     f"or toy-sd); {backbone.family} models support the replay attack only")
@@ -318,7 +318,7 @@ def unlearndiffatk_attack(backbone, prompts: Sequence[str], seeds: Sequence[int]
             image of that prompt and seed, in the paper's setting).
         concept_words: words the search may not use (with ``forbid_concept_words``); the concept by default.
     """
-    _check_family(backbone, "UnlearnDiffAtk-style")
+    check_attack_family(backbone, "UnlearnDiffAtk-style")
     config = config or UnlearnDiffAtkConfig()
     if not prompts:
         raise ValueError("the UnlearnDiffAtk attack got no prompts")
@@ -428,7 +428,7 @@ def ring_a_bell_prompts(backbone, clean_prompts: Sequence[str], with_concept: Se
                         without_concept: Sequence[str], concept: str, config: RingABellConfig | None = None, *,
                         concept_words: Sequence[str] = (), progress: bool = True) -> tuple[list[str], list[float]]:
     """Ring-A-Bell prompts for ``clean_prompts``: target = encoding + η · concept vector; genetic search."""
-    _check_family(backbone, "Ring-A-Bell-style")
+    check_attack_family(backbone, "Ring-A-Bell-style")
     config = config or RingABellConfig()
     vocab = word_vocabulary(backbone.tokenizer, forbid=_forbidden(concept, concept_words, config.forbid_concept_words))
     vector = concept_vector(backbone, with_concept, without_concept)
@@ -478,7 +478,7 @@ def toy_attack_prompts(concept: str, n: int, seed: int = 0) -> dict[str, list]:
     without it (Ring-A-Bell adds the concept to these); ``with``/``without``: paired captions that differ only
     in the concept's word (for the concept vector); ``seeds``: one image seed per target/clean prompt.
     """
-    from ..api import toy_anchor_prompts, toy_prompts
+    from ..toy.prompts import toy_anchor_prompts, toy_prompts
 
     rng = random.Random(f"erasekit-attack:{seed}:{concept}")
     target = toy_prompts([concept], n=n, seed=seed + 11)
@@ -502,51 +502,3 @@ NEUTRAL_SUBJECTS = (
 def concept_pairs(concept: str, subjects: Sequence[str] = NEUTRAL_SUBJECTS) -> tuple[list[str], list[str]]:
     """Paired prompts with and without ``concept`` for the Ring-A-Bell concept vector on real models."""
     return [f"{s}, {concept}" for s in subjects], list(subjects)
-
-
-def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: Sequence[str],
-               seeds: Sequence[int], judge, out: str | Path, *, unlearndiffatk: UnlearnDiffAtkConfig | None = None,
-               ring_a_bell: RingABellConfig | None = None, progress: bool = True, overwrite: bool = False,
-               **gen_kwargs) -> AttackResult:
-    """One attack on ``model`` with ``edits`` applied; writes ``<out>/results.json``, the attacked prompts
-    (``<out>/prompts.csv``, replayable) and a few image rows (``<out>/images.png``: source above, attacked below).
-
-    ``out`` must be new, or with ``overwrite`` an earlier attack's folder; it is written whole at the end, so an
-    interrupted attack leaves the earlier folder as it was."""
-    from ..api import is_toy, load_edits, load_model, write_json
-    from ..atomic import atomic_directory
-    from ..models import load
-    from ..outputs import RUN_RECORD, check_output_dir
-    from .report import image_grid
-
-    if attack not in ATTACKS:
-        raise ValueError(f"unknown attack {attack!r}; choose one of {', '.join(ATTACKS)}")
-    out = check_output_dir(out, overwrite)
-    edits = load_edits(edits)
-    backbone = load_model(model, edits)
-    if attack == "replay":
-        result = replay_attack(backbone, prompts, seeds, judge, concept, **gen_kwargs)
-    elif attack == "unlearndiffatk":
-        _check_family(backbone, "UnlearnDiffAtk-style")
-        targets = generate(load(model), list(prompts), list(seeds), **gen_kwargs)
-        result = unlearndiffatk_attack(backbone, prompts, seeds, targets, judge, concept, unlearndiffatk,
-                                       progress=progress, **gen_kwargs)
-    else:
-        if is_toy(backbone):
-            material = toy_attack_prompts(concept, 1)
-            with_, without = material["with"], material["without"]
-        else:
-            with_, without = concept_pairs(concept)
-        # Searched on the unedited text encoder, as Ring-A-Bell does: the prompts transfer to any erased model.
-        found, _ = ring_a_bell_prompts(load(model), prompts, with_, without, concept, ring_a_bell, progress=progress)
-        result = ring_a_bell_attack(backbone, prompts, seeds, judge, concept, with_concept=with_,
-                                    without_concept=without, config=ring_a_bell, prompts=found, **gen_kwargs)
-    payload = result.to_json() | {"model": model, "edits": [f"{e.method} ({', '.join(e.concepts)})" for e in edits]}
-    with atomic_directory(out) as tmp:
-        result.save_prompts(tmp / "prompts.csv")
-        write_json(tmp / "results.json", payload)
-        if result.images is not None and result.pre_images is not None:
-            rows = torch.cat([result.pre_images, result.images])
-            image_grid(rows, nrow=len(result.images)).save(tmp / "images.png")
-        write_json(tmp / RUN_RECORD, {"kind": "attack", "record": {"attack": attack, "concept": concept}})
-    return result

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ErasekitError, ModelNotFoundError
-from .detectors import NUDENET_EXPOSED, Detections, nudenet_classes, nudenet_threshold
+from ..judges import NUDENET_EXPOSED, Detections, nudenet_classes, nudenet_threshold
 
 # Every metric here is computed on the images one process was given. Under an accelerate launch torchmetrics would
 # otherwise gather its state from every process at compute(): wrong numbers, or a hang when only the main process

@@ -26,8 +26,8 @@ from PIL import Image
 
 from ..atomic import atomic_write_text
 from ..errors import ErasekitError
+from ..prompt_sets import PromptSet
 from . import provenance
-from .prompts import PromptSet
 from .report import to_uint8_hwc
 
 logger = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class _Scorer:
     """The judge and the image-to-image distances, built once per process."""
 
     def __init__(self, config: PromptSuiteConfig, toy: bool):
-        from .detectors import make_judge
+        from ..judges import make_judge
 
         self.config = config
         self.toy = toy
@@ -153,7 +153,7 @@ class _Scorer:
         self.threshold = getattr(self.judge, "threshold", None)
         self.distance_net = None
         if toy:
-            from ..api import load_classifier
+            from ..toy.classifier import load_classifier
 
             self.distance_net = load_classifier()
         elif config.clip_path:
@@ -223,8 +223,9 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
     """
     from accelerate import PartialState
 
-    from ..api import is_toy, load_edits, load_model, write_json
-    from ..models import load
+    from ..atomic import write_json
+    from ..methods import load_edits, load_model
+    from ..models import is_toy, load
     from ..outputs import check_writable, open_run_folder
     from ..progress import progress_bar
 

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from ..atomic import atomic_write_text
+from ..images import to_uint8_hwc
 
 # Metrics shown in the main table, in this order, when present; any others go in the "all metrics" table.
 PRIMARY_METRICS = (
@@ -68,14 +69,6 @@ svg { font-family: system-ui, sans-serif; font-size: 11px; margin: .5rem 1rem .5
 
 
 # ------------------------------------------------------------------------------------------------- images
-
-
-def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
-    """One image (3, H, W) or (1, H, W) in [0, 1] as an (H, W, 3) uint8 array."""
-    image = image.detach().float().cpu().clamp(0, 1)
-    if image.shape[0] == 1:
-        image = image.expand(3, -1, -1)
-    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> Image.Image:

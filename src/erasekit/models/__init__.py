@@ -2,7 +2,7 @@
 
 from .base import GROUP_NAMES, Backbone, Conditioning, GenerationDefaults, SamplerState, make_generators
 from .flux import FluxBackbone
-from .loading import TOY_MODELS, from_pipeline, is_toy_folder, load, toy_weights_dir
+from .loading import TOY_MODELS, family_of, from_pipeline, is_toy, is_toy_folder, load, toy_weights_dir
 from .sd import SDBackbone
 
 __all__ = [
@@ -14,7 +14,9 @@ __all__ = [
     "GenerationDefaults",
     "SDBackbone",
     "SamplerState",
+    "family_of",
     "from_pipeline",
+    "is_toy",
     "is_toy_folder",
     "load",
     "make_generators",

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..toy.weights import is_toy
+
 # Names of the parameter groups every backbone defines, in the order ``module_groups`` returns them.
 GROUP_NAMES = ("xattn", "noxattn", "ffn", "norm_modulation", "full")
 
@@ -171,6 +173,11 @@ class Backbone(abc.ABC):
         # Progress bars of the wrapped pipeline would interleave with ours.
         if hasattr(pipeline, "set_progress_bar_config"):
             pipeline.set_progress_bar_config(disable=True)
+
+    @property
+    def is_toy(self) -> bool:
+        """Whether this is a toy-world model (a shipped toy model, or a folder marked by the toy trainer)."""
+        return is_toy(self.name_or_path)
 
     def __repr__(self) -> str:
         return (

@@ -12,14 +12,14 @@ import torch
 from diffusers import FluxPipeline, StableDiffusionPipeline
 
 from ..errors import ModelNotFoundError, UnsupportedModelError
+from ..toy import weights as toy_weights
+from ..toy.weights import DEFAULTS_FILE, TOY_MARKER, TOY_MODELS, is_toy_folder, toy_weights_dir
 from .base import Backbone, GenerationDefaults
 from .flux import FluxBackbone
 from .sd import SDBackbone
 
 logger = logging.getLogger(__name__)
 
-TOY_MODELS = ("toy-sd", "toy-flux")
-DEFAULTS_FILE = "erasekit.json"
 
 # model_index.json `_class_name` -> (pipeline class, backbone class).
 _FAMILIES = {
@@ -28,27 +28,6 @@ _FAMILIES = {
 }
 # An "owner/name" hub id (the hub's own character set).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-# The key of erasekit.json that marks a pipeline trained on the toy world (by `erasekit toy train`).
-TOY_MARKER = "toy_world"
-
-
-def toy_weights_dir() -> Path:
-    """Where ``erasekit toy train`` writes the toy pipelines, inside the installed package."""
-    return Path(__file__).resolve().parent.parent / "toy" / "weights"
-
-
-def is_toy_folder(folder: str | Path) -> bool:
-    """Whether ``folder`` holds a toy-world pipeline: a shipped one, or one whose erasekit.json marks it."""
-    folder = Path(folder).expanduser()
-    if folder.resolve().parent == toy_weights_dir():
-        return True
-    path = folder / DEFAULTS_FILE
-    try:
-        return path.is_file() and json.loads(path.read_text()).get(TOY_MARKER) is True
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def load(name_or_path: str | Path, device: str | torch.device | None = None,
@@ -197,3 +176,16 @@ def _read_defaults(folder: Path | None, fallback: GenerationDefaults) -> Generat
     if unknown:
         logger.warning("%s: ignoring keys %s (generation defaults are %s).", path, unknown, sorted(known))
     return dataclasses.replace(fallback, **{k: v for k, v in values.items() if k in known})
+
+
+def is_toy(model: Backbone | str | Path) -> bool:
+    """Whether ``model`` (a Backbone, or the name or folder it would be loaded from) is a toy-world model."""
+    return model.is_toy if isinstance(model, Backbone) else toy_weights.is_toy(model)
+
+
+def family_of(pipeline) -> str:
+    """The family (``"sd"``, ``"flux"``) of a pipeline, by the same table ``load`` uses; else its class name."""
+    for pipeline_cls, backbone_cls in _FAMILIES.values():
+        if isinstance(pipeline, pipeline_cls):
+            return backbone_cls.family
+    return type(pipeline).__name__

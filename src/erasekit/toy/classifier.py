@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ..errors import ModelNotFoundError
+from .weights import toy_weights_dir
 from .world import COLOURS, HEADS, PATTERNS, SHAPES
 
 
@@ -54,3 +58,10 @@ class ToyClassifier(ModelMixin, ConfigMixin):
             for name, head in self.heads.items():
                 out[name].append(head(f).argmax(-1).cpu())
         return {k: torch.cat(v) if v else torch.zeros(0) for k, v in out.items()}
+
+
+def load_classifier(path: str | Path | None = None) -> ToyClassifier:
+    folder = Path(path) if path else toy_weights_dir() / "classifier"
+    if not (folder / "config.json").is_file():
+        raise ModelNotFoundError(f"no toy classifier at {folder}; train it with `erasekit toy train classifier`")
+    return ToyClassifier.from_pretrained(folder).eval()

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, FluxPipeline, StableDiffusionPipeline
 from diffusers.training_utils import EMAModel
 
-from ..models.loading import DEFAULTS_FILE, TOY_MARKER
 from ..progress import progress_bar
 from . import architectures as arch
 from .classifier import ToyClassifier
 from .tokenizers import T5_MAX_LENGTH, build_clip_tokenizer, build_t5_tokenizer
+from .weights import DEFAULTS_FILE, TOY_MARKER
 from .world import HEADS, IMAGE_SIZE, TRAIN_TEMPLATES, caption, labels, random_samples, render
 
 

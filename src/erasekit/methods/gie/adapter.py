@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ...judges import Judge
 from ...progress import progress_bar
-from .judges import Judge
 
 
 class InhibitionAdapter(nn.Module):

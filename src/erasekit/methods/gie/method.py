@@ -17,11 +17,11 @@ import torch
 from ...edits import Edit
 from ...errors import InvalidEditError
 from ...generate import call_override, set_call_override
+from ...judges import make_judge
 from ..base import EraseRequest, Method, register
 from .adapter import InhibitionAdapter, fit_adapter, label_prompts
 from .attention import count_cross_attention_layers
 from .config import GIEConfig
-from .judges import make_judge
 from .sampler import InhibitedSampler, check_pipeline
 
 ADAPTER_PREFIX = "adapter."
@@ -37,8 +37,6 @@ class GIE(Method):
     Config = GIEConfig
 
     def erase(self, backbone, request: EraseRequest, config: GIEConfig | None = None) -> Edit:
-        from ...api import is_toy
-
         self.check_family(backbone.family)
         config = config or self.make_config()
         sampler = InhibitedSampler(backbone.pipeline, request.targets, config.control())
@@ -47,7 +45,7 @@ class GIE(Method):
         if config.scale is not None:
             data["scale"] = config.scale
         else:
-            judge = make_judge(config.judge, request.targets, is_toy(backbone), config.judge_path)
+            judge = make_judge(config.judge, request.targets, backbone.is_toy, config.judge_path)
             prompts = request.target_prompts()[:config.train_prompts]
             d = backbone.defaults
             seed = request.seed if config.seed is None else config.seed

@@ -34,10 +34,11 @@ from safetensors.torch import load_file, save_file
 from ...atomic import atomic_directory
 from ...edits import Edit
 from ...errors import InvalidEditError
-from ...eval.prompts import load_cc3m
 from ...progress import progress_bar
+from ...prompt_sets import load_cc3m
 from ..base import EraseRequest, Method, register
 from ..training.engine import CHECKPOINT_DIR, ResumeMismatchError, TrainingDivergedError
+from .bake import bake
 from .config import MCEConfig
 from .flow_edit import flow_edit
 from .gates import Gate, find_gates, hard_mask
@@ -341,3 +342,10 @@ class _Checkpoint:
         state = ast.literal_eval(meta["rng"])
         rng.setstate((state[0], tuple(state[1]), state[2]))
         return int(meta["step"])
+
+
+def bake_mask_edit(backbone, edit, prune: bool = True) -> dict:
+    """Write an MCE mask edit into ``backbone``'s weights: masked FFN units cut out (``prune``: smaller and
+    faster) or zeroed (same shapes, saves as a plain diffusers folder). Returns the share removed per site."""
+    gates, masks = gates_and_masks(edit, backbone.denoiser)
+    return bake(backbone.denoiser, gates, masks, prune=prune)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import ErasekitError
+from .errors import ErasekitError
 
 
 class PromptSetError(ErasekitError, ValueError):
@@ -235,6 +235,14 @@ def load_txt(path) -> PromptSet:
 LOADERS: dict[str, Callable[..., PromptSet]] = {
     "i2p": load_i2p, "unlearndiffatk": load_unlearndiffatk, "ring-a-bell": load_ring_a_bell, "mma": load_mma,
     "p4d": load_p4d, "coco": load_coco, "cc3m": load_cc3m, "esd": load_esd_list, "csv": load_csv, "txt": load_txt,
+}
+
+# The evaluation suites that are prompt sets: suite name -> (loader kind, loader options); kind None: the user's
+# own file (CSV or TXT).
+PROMPT_SUITES = {
+    "prompts": (None, {}), "i2p": ("i2p", {}), "i2p-nudity": ("i2p", {"subset": "nudity"}),
+    "i2p-sexual": ("i2p", {"subset": "sexual"}), "unlearndiffatk": ("unlearndiffatk", {}),
+    "ring-a-bell": ("ring-a-bell", {}), "mma": ("mma", {}), "p4d": ("p4d", {}), "coco": ("coco", {}),
 }
 
 # The official releases on the Hugging Face hub (datasets), for users who are online.

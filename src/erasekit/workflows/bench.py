@@ -25,8 +25,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import ErasekitError
-from . import provenance
-from .attacks import (
+from ..eval import provenance
+from ..eval.attacks import (
     RingABellConfig,
     UnlearnDiffAtkConfig,
     ring_a_bell_attack,
@@ -35,7 +35,7 @@ from .attacks import (
     toy_attack_prompts,
     unlearndiffatk_attack,
 )
-from .report import svg_bars, svg_scatter, write_html_report
+from ..eval.report import svg_bars, svg_scatter, write_html_report
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Bench:
         return results
 
     def save(self) -> None:
-        from ..api import write_json
+        from ..atomic import write_json
 
         self.results["config"] = asdict(self.config)
         self.results["provenance"] = self.provenance()
@@ -194,8 +194,8 @@ def _edit_dir(bench: Bench, method: str, concept: str) -> Path:
 
 
 def _erase_stage(bench: Bench, method: str, concept: str) -> dict:
-    from ..api import erase
     from ..edits import Edit
+    from .erase import erase
 
     folder = _edit_dir(bench, method, concept)
     if folder.exists():
@@ -212,8 +212,8 @@ def _erase_stage(bench: Bench, method: str, concept: str) -> dict:
 
 
 def _toy_stage(bench: Bench, method: str, concept: str) -> dict:
-    from ..api import evaluate_toy
-    from .toy_suite import ToySuiteConfig
+    from ..eval.toy_suite import ToySuiteConfig
+    from .evaluate import evaluate_toy
 
     n = bench.config.n
     config = ToySuiteConfig(concept=concept, n_target=n, n_synonym=n, n_preserve=n, n_neighbour=n // 2,
@@ -248,7 +248,7 @@ class _AttackMaterial:
         self.ring_prompts = None
         if "ring-a-bell" in bench.config.attacks:
             if self.ring_path.exists():
-                from .prompts import load_prompt_set
+                from ..prompt_sets import load_prompt_set
 
                 self.ring_prompts = load_prompt_set("csv", self.ring_path).prompts
             else:
@@ -261,8 +261,8 @@ class _AttackMaterial:
 
 
 def _attack_stage(bench: Bench, method: str, concept: str, material: _AttackMaterial) -> dict:
-    from ..api import load_model
-    from .detectors import ToyJudge
+    from ..judges import ToyJudge
+    from ..methods import load_model
 
     edits = [] if method == BASELINE else [_edit_dir(bench, method, concept)]
     backbone = load_model(bench.config.model, edits)
@@ -293,14 +293,14 @@ def run_bench(config: BenchConfig, progress: bool = True, log=print) -> dict:
 
     Returns the results (also in ``<out>/results.json``).
     """
-    from ..api import check_concepts, is_toy
     from ..methods import get_method
     from ..models import load
     from ..progress import progress_bar
+    from .erase import check_concepts
 
     # Every bad name fails here, before an hour of work, not in the middle of it.
     backbone = load(config.model)
-    if not is_toy(backbone):
+    if not backbone.is_toy:
         raise ErasekitError(f"the benchmark's suites judge with the toy classifier: use a toy model, not {config.model}")
     for method in config.methods:
         if method != BASELINE:

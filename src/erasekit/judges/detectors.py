@@ -28,7 +28,7 @@ import torch
 
 from ..checksums import sha256_file
 from ..errors import ErasekitError, ModelNotFoundError
-from .report import to_uint8_hwc
+from ..images import to_uint8_hwc
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ class ToyJudge(Judge):
 
     def __init__(self, classifier=None):
         if classifier is None:
-            from ..api import load_classifier
+            from ..toy.classifier import load_classifier
 
             classifier = load_classifier()
         self.classifier = classifier
