@@ -21,39 +21,39 @@ neutral partner is its target prompt on the same x_T (README, toy-world results)
 
 from __future__ import annotations
 
-import ast
-import json
 import math
 import random
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from ...atomic import atomic_directory
 from ...edits import Edit
-from ...errors import InvalidEditError
+from ...errors import InvalidArgumentError, InvalidEditError
 from ...progress import progress_bar
 from ...prompt_sets import load_cc3m
 from ..base import EraseRequest, Method, register
-from ..training.engine import CHECKPOINT_DIR, ResumeMismatchError, TrainingDivergedError
+from ..training.checkpoint import TrainingCheckpoint, run_identity
+from ..training.engine import TrainingDivergedError
 from .bake import bake
 from .config import MCEConfig
 from .flow_edit import flow_edit
 from .gates import Gate, find_gates, hard_mask
 from .hooks import MaskHooks
 from .objective import end_to_end_backward, mce_loss, rollout
+from ...config import InvalidSettingError
 
 MASK_PREFIX = "mask."
-_HOOKS = "_erasekit_mce_hooks"
+# A mask edit's hooks are kept in the pipeline's PipelineState (``erasekit.pipeline_state``), owned by the edit;
+# ``existing_state(pipeline).things(_HOOKS)`` lists those applied, in order.
+_HOOKS = MaskHooks
 
 
 def neutral_prompts_from_file(path: str | Path, n: int) -> list[str]:
     """The first ``n`` captions (first tab-separated column) of a CC3M-style file."""
     prompts = load_cc3m(path, n).prompts
     if not prompts:
-        raise ValueError(f"{path} holds no captions")
+        raise InvalidArgumentError(f"{path} holds no captions")
     return prompts
 
 
@@ -65,11 +65,11 @@ def load_editor(backbone, edit_model: str | None):
 
     editor = load(edit_model, device=backbone.device, dtype=backbone.dtype)
     if editor.family != "flux":
-        raise ValueError(f"edit_model {edit_model!r} is a {editor.family} model; FlowEdit needs a flow-matching one")
+        raise InvalidSettingError(f"edit_model {edit_model!r} is a {editor.family} model; FlowEdit needs a flow-matching one")
     keys = ("latent_channels", "scaling_factor", "shift_factor")
     ours, theirs = ({k: p.pipeline.vae.config.get(k) for k in keys} for p in (backbone, editor))
     if ours != theirs or editor.denoiser.config.in_channels != backbone.denoiser.config.in_channels:
-        raise ValueError(f"edit_model {edit_model!r} does not share the erased model's latent space "
+        raise InvalidSettingError(f"edit_model {edit_model!r} does not share the erased model's latent space "
                          f"(VAE {theirs} against {ours}); its edits would mean nothing to it")
     return editor.freeze()
 
@@ -93,13 +93,13 @@ class MCE(Method):
         config = config or self.make_config()
         denoiser = backbone.freeze().denoiser
         if config.target == "flow_edit" and backbone.family != "flux":
-            raise ValueError(f"target 'flow_edit' needs a flow-matching model (FLUX); {backbone.family} is not one")
+            raise InvalidSettingError(f"target 'flow_edit' needs a flow-matching model (FLUX); {backbone.family} is not one")
         gates = find_gates(denoiser, backbone.family, config.heads, config.unet_pattern)
         concept_prompts = request.target_prompts()
         neutral_prompts = request.keep_prompts()
         if not neutral_prompts and config.neutral == "random":
             if not config.neutral_prompts_file:
-                raise ValueError("MCE needs neutral prompts: pass --preserve concepts or --set "
+                raise InvalidArgumentError("MCE needs neutral prompts: pass --preserve concepts or --set "
                                  "neutral_prompts_file=PATH (e.g. CC3M captions)")
             neutral_prompts = neutral_prompts_from_file(config.neutral_prompts_file, config.num_neutral)
         if config.target != "empty_prompt":
@@ -126,8 +126,9 @@ class MCE(Method):
         seed = request.seed if config.seed is None else config.seed
         generator = torch.Generator("cpu").manual_seed(seed)
         rng = random.Random(seed)
-        checkpoint = _Checkpoint(request.workdir, self.name, backbone.name_or_path, request.targets, config)
-        start = checkpoint.restore(logits, optimizer, generator, rng) if request.resume else 0
+        checkpoint = _Checkpoint(request.workdir, run_identity(self.name, backbone.name_or_path, request.targets,
+                                                               config))
+        start = checkpoint.restore(logits, optimizer, {"generator": generator}, rng) if request.resume else 0
 
         editor = load_editor(backbone, config.edit_model) if config.target == "flow_edit" else None
         with torch.no_grad():
@@ -182,8 +183,8 @@ class MCE(Method):
                         backbone, state, cond, uncond, guidance, hooks, noises,
                         lambda final: mce_loss(final, target, is_concept, config.beta))
                     if not torch.isfinite(loss):
-                        kept = checkpoint.folder is not None and (checkpoint.folder / "state.json").is_file()
-                        where = f"; the last good checkpoint is kept in {checkpoint.folder}" if kept else ""
+                        where = f"; the last good checkpoint is kept in {checkpoint.folder}" \
+                            if checkpoint.exists() else ""
                         raise TrainingDivergedError(f"MCE loss became {float(loss)} at step {step}{where}")
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -191,7 +192,7 @@ class MCE(Method):
                     open_share = float(torch.cat([hard_mask(v.detach()) for v in logits.values()]).mean())
                     bar.update(step + 1, loss=float(loss), kept=open_share)
                     if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-                        checkpoint.save(step + 1, logits, optimizer, generator, rng)
+                        checkpoint.save(step + 1, logits, optimizer, {"generator": generator}, rng)
         finally:
             hooks.remove()
         masks = {g.key: hard_mask(logits[g.key].detach()).cpu() for g in gates}
@@ -212,18 +213,20 @@ class MCE(Method):
     def apply_edit(self, edit: Edit, pipeline) -> None:
         denoiser = gate_denoiser(pipeline)
         gates, masks = gates_and_masks(edit, denoiser)
+        from ...pipeline_state import editing_state
+
         hooks = MaskHooks(denoiser, gates, masks=masks).install()
         # Several mask edits compose: their hooks multiply, which is merging the masks by multiplication.
-        applied = dict(getattr(pipeline, _HOOKS, {}))
-        applied[id(edit)] = hooks
-        setattr(pipeline, _HOOKS, applied)
+        with editing_state(pipeline) as state:
+            state.install(edit, hooks)
 
     def remove_edit(self, edit: Edit, pipeline) -> None:
-        applied = dict(getattr(pipeline, _HOOKS, {}))
-        hooks = applied.pop(id(edit), None)
-        if hooks is not None:
-            hooks.remove()
-        setattr(pipeline, _HOOKS, applied)
+        from ...pipeline_state import editing_state
+
+        with editing_state(pipeline) as state:
+            hooks = state.uninstall(edit)
+            if hooks is not None:
+                hooks.remove()
 
 
 def gates_and_masks(edit: Edit, denoiser) -> tuple[list[Gate], dict[str, torch.Tensor]]:
@@ -297,51 +300,9 @@ def merge_mask_edits(edits: list[Edit]) -> Edit:
                 concepts=[c for e in edits for c in e.concepts], family=first.family, tensors=tensors, data=data)
 
 
-class _Checkpoint:
-    """Gate logits, Adam moments and random states in ``<workdir>/checkpoint`` (safetensors + JSON)."""
-
-    def __init__(self, workdir, method, model, concepts, config):
-        self.folder = Path(workdir) / CHECKPOINT_DIR if workdir else None
-        self.identity = {"method": method, "model": str(model), "concepts": list(concepts),
-                         "config": asdict(config)}
-
-    def save(self, step, logits, optimizer, generator, rng):
-        if self.folder is None:
-            return
-        tensors = {f"logits.{k}": v.detach().cpu() for k, v in logits.items()}
-        keys = list(logits)
-        for k in keys:
-            state = optimizer.state.get(logits[k], {})
-            for name in ("exp_avg", "exp_avg_sq"):
-                if name in state:
-                    tensors[f"{name}.{k}"] = state[name].cpu()
-        tensors["generator"] = generator.get_state()
-        steps_done = {k: float(optimizer.state.get(logits[k], {}).get("step", 0)) for k in keys}
-        meta = dict(self.identity, step=step, adam_steps=steps_done, rng=repr(rng.getstate()))
-        with atomic_directory(self.folder) as tmp:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / "state.safetensors")
-            (tmp / "state.json").write_text(json.dumps(meta))
-
-    def restore(self, logits, optimizer, generator, rng) -> int:
-        if self.folder is None or not (self.folder / "state.json").is_file():
-            raise ResumeMismatchError(f"nothing to resume in {self.folder}")
-        meta = json.loads((self.folder / "state.json").read_text())
-        mismatch = [k for k in self.identity if meta.get(k) != self.identity[k]]
-        if mismatch:
-            raise ResumeMismatchError(f"{self.folder} belongs to another run ({', '.join(mismatch)} differ); "
-                                      "start afresh with another --out")
-        tensors = load_file(self.folder / "state.safetensors")
-        with torch.no_grad():
-            for k, v in logits.items():
-                v.copy_(tensors[f"logits.{k}"])
-                if f"exp_avg.{k}" in tensors:
-                    optimizer.state[v] = {"step": torch.tensor(meta["adam_steps"][k]),
-                                          "exp_avg": tensors[f"exp_avg.{k}"].to(v.device),
-                                          "exp_avg_sq": tensors[f"exp_avg_sq.{k}"].to(v.device)}
-        generator.set_state(tensors["generator"])
-        state = ast.literal_eval(meta["rng"])
-        rng.setstate((state[0], tuple(state[1]), state[2]))
-        return int(meta["step"])
+class _Checkpoint(TrainingCheckpoint):
+    """MCE's checkpoint in ``<workdir>/checkpoint``: the format and resume rule every training method shares
+    (``erasekit.methods.training.checkpoint``), holding the gate logits as the trained tensors."""
 
 
 def bake_mask_edit(backbone, edit, prune: bool = True) -> dict:

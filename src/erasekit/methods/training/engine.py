@@ -9,42 +9,35 @@ What it owns, so that methods only write their loss:
 * accelerate for device placement and mixed precision; optional gradient checkpointing;
 * a seeded generator for every random draw of the method, saved in checkpoints so that a resumed run continues
   exactly as an uninterrupted one;
-* periodic checkpoints (safetensors + JSON, never pickle), ``resume``, and a NaN guard that stops the run and
-  keeps the last good checkpoint;
+* periodic checkpoints in the format every training method shares (``checkpoint``: safetensors + JSON, never
+  pickle), ``resume`` by its one rule, and a NaN guard that stops the run and keeps the last good checkpoint;
 * the progress bar and the result: a weight-delta (or LoRA) Edit of the changed tensors only.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ...atomic import atomic_directory
 from ...checksums import fingerprint
 from ...edits import Edit
 from ...errors import ErasekitError, NoOpEditError
 from ...progress import progress_bar
+from .checkpoint import CHECKPOINT_DIR, ResumeMismatchError, TrainingCheckpoint, run_identity
+from ...config import InvalidSettingError
+
+__all__ = ["CHECKPOINT_DIR", "FineTuner", "ResumeMismatchError", "TrainingDivergedError"]
 
 
 class TrainingDivergedError(ErasekitError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class ResumeMismatchError(ErasekitError):
-    """A resume folder belongs to another method, model or configuration."""
-
-
-CHECKPOINT_DIR = "checkpoint"
 
 
 class _Teacher(nn.Module):
@@ -78,7 +71,8 @@ class FineTuner:
             ``gradient_checkpointing``, ``mixed_precision``, ``checkpoint_every`` and ``seed`` fields.
         concepts: the erased concepts (for the Edit).
         workdir: where checkpoints go (``<workdir>/checkpoint``); ``None`` keeps none.
-        resume: continue from ``<workdir>/checkpoint`` when it exists.
+        resume: continue from ``<workdir>/checkpoint``; when there is none yet the run starts afresh from step 0,
+            and a checkpoint of another run raises ``ResumeMismatchError`` (``checkpoint``'s resume rule).
     """
 
     def __init__(self, backbone, method: str, config, concepts: list[str], workdir: str | Path | None = None,
@@ -92,10 +86,10 @@ class FineTuner:
         self.workdir = Path(workdir) if workdir is not None else None
         self.step = 0
         if config.lora_rank is not None and config.lora_rank <= 0:
-            raise ValueError(f"lora_rank must be a positive integer, got {config.lora_rank}")
+            raise InvalidSettingError(f"lora_rank must be a positive integer, got {config.lora_rank}")
         groups = backbone.module_groups()
         if config.train_method not in groups:
-            raise ValueError(f"train_method '{config.train_method}' is not a module group; "
+            raise InvalidSettingError(f"train_method '{config.train_method}' is not a module group; "
                              f"choose one of {', '.join(groups)}")
 
         denoiser = backbone.denoiser
@@ -114,7 +108,7 @@ class FineTuner:
                 p.requires_grad_(True)
             originals = {n: p.detach().clone() for n, p in self.trainable.items()}
         if not self.trainable:
-            raise ValueError(f"module group '{config.train_method}' has no parameters in this model")
+            raise InvalidSettingError(f"module group '{config.train_method}' has no parameters in this model")
         self.originals = originals
         if config.gradient_checkpointing:
             denoiser.enable_gradient_checkpointing()
@@ -126,6 +120,8 @@ class FineTuner:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.rng = random.Random(config.seed)
         torch.manual_seed(config.seed)
+        self.checkpoint = TrainingCheckpoint(
+            self.workdir, run_identity(method, backbone.name_or_path, self.concepts, config))
         if resume:
             self._resume()
 
@@ -170,8 +166,8 @@ class FineTuner:
                 self.optimizer.zero_grad(set_to_none=True)
                 logs = train_step(self)
                 if not all(math.isfinite(float(v)) for v in logs.values()):
-                    saved = self.workdir is not None and (self._ckpt_dir() / "trainer.json").is_file()
-                    where = f"; the last good checkpoint is in {self._ckpt_dir()}" if saved else ""
+                    where = f"; the last good checkpoint is in {self.checkpoint.folder}" \
+                        if self.checkpoint.exists() else ""
                     raise TrainingDivergedError(
                         f"{self.method}: loss became {logs} at step {self.step + 1}{where}; lower the learning rate"
                     )
@@ -224,7 +220,7 @@ class FineTuner:
         wanted = {n.rsplit(".", 1)[0] for n in param_names}
         modules = sorted(n for n, m in denoiser.named_modules() if n in wanted and isinstance(m, nn.Linear))
         if not modules:
-            raise ValueError(f"module group '{self.config.train_method}' has no linear layers for LoRA")
+            raise InvalidSettingError(f"module group '{self.config.train_method}' has no linear layers for LoRA")
         rank = self.config.lora_rank
         self._lora_config = {"r": rank, "lora_alpha": rank, "target_modules": modules, "init_lora_weights": True}
         # The adapted layers' own weights, fingerprinted before adapters wrap them (``Edit.base_weights``).
@@ -234,69 +230,13 @@ class FineTuner:
 
     # ----------------------------------------------------------------------------------------- checkpoints
 
-    def _ckpt_dir(self) -> Path:
-        return self.workdir / CHECKPOINT_DIR
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"generator": self.generator}
 
-    def _identity(self) -> dict[str, Any]:
-        return {"method": self.method, "model": str(self.backbone.name_or_path), "config": asdict(self.config)}
-
-    def save_checkpoint(self) -> Path:
-        """Write the trained tensors, optimizer moments and RNG states atomically."""
-        target = self._ckpt_dir()
-        with atomic_directory(target) as tmp:
-            tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in self.trainable.items()}
-            names = list(self.trainable)
-            scalars: dict[str, Any] = {}
-            for index, state in self.optimizer.state_dict()["state"].items():
-                for key, value in state.items():
-                    if torch.is_tensor(value) and value.dim() > 0:
-                        tensors[f"optim/{names[index]}/{key}"] = value.detach().cpu().contiguous()
-                    else:
-                        scalars[f"{names[index]}/{key}"] = float(value)
-            tensors["rng/generator"] = self.generator.get_state()
-            tensors["rng/torch"] = torch.get_rng_state()
-            save_file(tensors, tmp / "state.safetensors")
-            meta = self._identity() | {"step": self.step, "optimizer_scalars": scalars,
-                                       "python_rng": _encode_py_rng(self.rng.getstate())}
-            (tmp / "trainer.json").write_text(json.dumps(meta, indent=1, default=str))
-        return target
+    def save_checkpoint(self) -> Path | None:
+        """Write the trained tensors, optimizer moments and RNG states atomically (``checkpoint``'s format)."""
+        return self.checkpoint.save(self.step, self.trainable, self.optimizer, self._generators(), self.rng)
 
     def _resume(self) -> None:
-        folder = self._ckpt_dir() if self.workdir else None
-        if folder is None or not (folder / "trainer.json").is_file():
-            return
-        meta = json.loads((folder / "trainer.json").read_text())
-        mine = json.loads(json.dumps(self._identity(), default=str))
-        for key in ("method", "model", "config"):
-            if meta.get(key) != mine[key]:
-                raise ResumeMismatchError(
-                    f"{folder} was written by a {meta.get('method')} run on {meta.get('model')} with other settings "
-                    f"({key} differs); use a new --out folder or the same method, model and settings"
-                )
-        tensors = load_file(folder / "state.safetensors")
-        names = list(self.trainable)
-        with torch.no_grad():
-            for n, p in self.trainable.items():
-                p.copy_(tensors[f"param/{n}"].to(p.device, p.dtype))
-        state = {"state": {}, "param_groups": self.optimizer.state_dict()["param_groups"]}
-        for index, n in enumerate(names):
-            entry = {k.rsplit("/", 1)[1]: v.to(self.backbone.device) for k, v in tensors.items()
-                     if k.startswith(f"optim/{n}/")}
-            for key, value in meta["optimizer_scalars"].items():
-                if key.rsplit("/", 1)[0] == n:
-                    entry[key.rsplit("/", 1)[1]] = torch.tensor(value)
-            if entry:
-                state["state"][index] = entry
-        self.optimizer.load_state_dict(state)
-        self.generator.set_state(tensors["rng/generator"])
-        torch.set_rng_state(tensors["rng/torch"])
-        self.rng.setstate(_decode_py_rng(meta["python_rng"]))
-        self.step = int(meta["step"])
-
-
-def _encode_py_rng(state) -> list:
-    return [state[0], list(state[1]), state[2]]
-
-
-def _decode_py_rng(state) -> tuple:
-    return (state[0], tuple(state[1]), state[2])
+        """Continue from the checkpoint; none yet is a fresh start from step 0 (``checkpoint``'s resume rule)."""
+        self.step = self.checkpoint.restore(self.trainable, self.optimizer, self._generators(), self.rng)
