@@ -17,6 +17,7 @@ from erasekit.cli import _quiet_libraries
 from erasekit.edits import Edit
 from erasekit.eval import ToySuiteConfig, run_toy_suite
 from erasekit.methods.mce.method import _HOOKS
+from erasekit.pipeline_state import existing_state
 
 SHOWN = ("erasure_rate", "synonym_erasure_rate", "preserve_drop", "preserve_acc_pattern", "neighbour_acc",
          "base_neighbour_acc")
@@ -45,7 +46,7 @@ def main():
         return base_images[key]
 
     edited = ek.load_model(args.model, [Edit.load(args.edit)])
-    hooks = list(getattr(edited.pipeline, _HOOKS).values())
+    hooks = existing_state(edited.pipeline).things(_HOOKS)
     window = {"cut": 0.0}
 
     def switch(module, call_args, kwargs):  # FluxBackbone passes σ in [0, 1] as the transformer's timestep

@@ -10,6 +10,7 @@ import erasekit.api as ek
 from erasekit.arguments import InvalidConceptError, as_list
 from erasekit.cli import app
 from erasekit.methods import EraseRequest
+from erasekit.pipeline_state import applied_edits
 
 
 def test_a_string_is_one_concept_not_its_letters(tiny_sd):
@@ -27,7 +28,7 @@ def test_a_single_edit_folder_or_edit_is_one_edit(tmp_path):
     edit = ek.erase(str(model), "negprompt", ["star"], tmp_path / "edit")
     for edits in (str(tmp_path / "edit"), tmp_path / "edit", edit, [edit]):
         backbone = ek.load_model(model, edits)
-        assert backbone.pipeline._erasekit_edits[0]["concepts"] == ["star"]
+        assert applied_edits(backbone.pipeline)[0]["concepts"] == ["star"]
 
 
 @pytest.mark.parametrize("call, argument", [

@@ -1,4 +1,5 @@
-"""Edits: save/load round trips, atomic writes, bad folders; the method registry; the negprompt baseline."""
+"""Edits: save/load round trips, atomic writes, bad folders; the method registry; the negprompt baseline; the one
+state object (``PipelineState``) applied edits keep on a pipeline."""
 
 import json
 
@@ -10,6 +11,16 @@ from erasekit.edits import MANIFEST, TENSORS, Edit
 from erasekit.errors import InvalidEditError, UnknownMethodError, UnsupportedModelError
 from erasekit.generate import call_kwargs, generate
 from erasekit.methods import EraseRequest, apply_edit, available_methods, get_method, remove_edit
+from erasekit.methods.gie import gie_sampler
+from erasekit.pipeline_state import (
+    STATE_ATTR,
+    PipelineState,
+    applied_edits,
+    call_override,
+    editing_state,
+    existing_state,
+    pipeline_state,
+)
 
 
 def _weight_edit(backbone, scale=0.5):
@@ -250,3 +261,65 @@ def test_format_1_edits_without_weights_still_load(tiny_sd, tmp_path):
     _rewrite(tmp_path / "neg", format_version=1, base_weights=None)
     apply_edit(Edit.load(tmp_path / "neg"), tiny_sd.pipeline)
     assert call_kwargs(tiny_sd.pipeline)["negative_prompt"] == "star"
+
+
+# ------------------------------------------------------------------------------------------ pipeline state
+
+
+def test_pipeline_state_is_one_attribute_created_on_first_use_and_gone_when_nothing_is_applied(tiny_sd):
+    pipeline = tiny_sd.pipeline
+    generate(tiny_sd, ["a red star"], [0], num_inference_steps=2)  # reading the state never creates it
+    fresh = set(vars(pipeline))
+    assert existing_state(pipeline) is None and applied_edits(pipeline) == [] and call_kwargs(pipeline) == {}
+    state = pipeline_state(pipeline)
+    assert isinstance(state, PipelineState) and state.empty and pipeline_state(pipeline) is state
+    assert set(vars(pipeline)) == fresh | {STATE_ATTR}
+    with editing_state(pipeline) as outer:
+        with editing_state(pipeline) as inner:  # a method's block inside apply_edit's: the same object
+            assert inner is outer is state
+        outer.call_kwargs["negative_prompt"] = "star"  # the inner block dropped the empty state; this one keeps it
+    assert existing_state(pipeline) is state and call_kwargs(pipeline) == {"negative_prompt": "star"}
+    with editing_state(pipeline) as state:
+        state.set_call_kwargs(negative_prompt=None)
+    assert set(vars(pipeline)) == fresh
+
+
+def test_a_refused_edit_leaves_no_state(tiny_sd, tiny_flux):
+    fresh = set(vars(tiny_sd.pipeline))
+    with pytest.raises(InvalidEditError):
+        apply_edit(_weight_edit(tiny_flux), tiny_sd.pipeline)
+    edit = Edit(kind="inference_control", method="gie", config={}, base_model="x", concepts=["star"], family="sd",
+                data={})  # neither adapter nor scale
+    with pytest.raises(InvalidEditError, match="damaged"):
+        apply_edit(edit, tiny_sd.pipeline)
+    assert set(vars(tiny_sd.pipeline)) == fresh
+
+
+def test_edits_of_several_methods_share_the_state_and_leave_nothing_once_removed(tiny_sd, tmp_path):
+    pipeline = tiny_sd.pipeline
+    before = generate(tiny_sd, ["a red star"], [0], num_inference_steps=2)
+    fresh = set(vars(pipeline))
+    gie = get_method("gie")
+    gie.erase(tiny_sd, EraseRequest(targets=["star"]), gie.make_config({"scale": -4.0})).save(tmp_path / "gie")
+    negatives = [get_method("negprompt").erase(tiny_sd, EraseRequest(targets=[c])) for c in ("star", "striped")]
+    weights = _weight_edit(tiny_sd, scale=1.0)  # the weights' own values: a weight delta that changes nothing
+    applied = [negatives[0], Edit.load(tmp_path / "gie"), weights, negatives[1]]
+    for edit in applied:
+        apply_edit(edit, pipeline)
+    assert set(vars(pipeline)) == fresh | {STATE_ATTR}
+    state = existing_state(pipeline)
+    assert applied_edits(pipeline) == [e.summary() for e in applied]
+    assert state.negative_prompts == ["star", "striped"]
+    assert call_kwargs(pipeline) == {"negative_prompt": "star, striped"}
+    assert call_override(pipeline) is gie_sampler(pipeline) is not None and state.things() == [gie_sampler(pipeline)]
+    remove_edit(negatives[0], pipeline)
+    assert call_kwargs(pipeline) == {"negative_prompt": "striped"}
+    remove_edit(Edit.load(tmp_path / "gie"), pipeline)  # the same edit loaded again takes the sampler off
+    assert gie_sampler(pipeline) is None and call_override(pipeline) is None and not state.installed
+    remove_edit(negatives[1], pipeline)
+    assert applied_edits(pipeline) == [weights.summary()]  # a weight delta stays applied: the state stays
+    state.edits.clear()  # (pretend the weights were reloaded)
+    with editing_state(pipeline):
+        pass
+    assert set(vars(pipeline)) == fresh
+    torch.testing.assert_close(generate(tiny_sd, ["a red star"], [0], num_inference_steps=2), before)

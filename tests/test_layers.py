@@ -29,6 +29,7 @@ LAYERS = [
     ("erasekit.toy", 1),
     ("erasekit.errors", 0), ("erasekit.arguments", 0), ("erasekit.config", 0), ("erasekit.outputs", 0),
     ("erasekit.checksums", 0), ("erasekit.atomic", 0), ("erasekit.progress", 0), ("erasekit.images", 0),
+    ("erasekit.pipeline_state", 0),
     ("erasekit", 0),
 ]
 NAMES = ["core", "toy", "models", "edits", "judges and prompt sets", "methods", "eval", "workflows", "cli"]

@@ -6,7 +6,8 @@ and every test below runs for every method on every family it supports (``method
 
 1. **Round trip.** ``erase`` → save → ``Edit.load`` gives back the same tensors and manifest. An inference-control or
    mask edit, applied and then removed, leaves the pipeline exactly as it was: the same images bit for bit
-   (``torch.equal``) and every parameter and buffer of every component unchanged. A weight delta cannot be
+   (``torch.equal``), every parameter and buffer of every component unchanged, and the same attributes (the
+   edit's ``PipelineState`` is its one attribute, gone once it is removed). A weight delta cannot be
    removed; the loaded edit applied to a fresh pipeline gives bit-identical parameters to the in-memory edit.
 2. **Wrong family refused.** ``erase`` on a family the method does not support raises ``UnsupportedModelError``
    (before any work, writing nothing), and an edit made on one family is refused (``InvalidEditError``) by a
@@ -43,6 +44,7 @@ from erasekit.errors import InvalidEditError, UnsupportedModelError
 from erasekit.generate import generate
 from erasekit.methods import apply_edit, available_methods, get_method, remove_edit
 from erasekit.models import from_pipeline
+from erasekit.pipeline_state import STATE_ATTR
 from erasekit.toy.pipelines import tiny_flux_pipeline, tiny_sd_pipeline
 
 FAMILIES = ("sd", "flux")
@@ -245,12 +247,15 @@ def test_apply_then_remove_restores_the_pipeline_bit_for_bit(case_id, family, ma
     loaded = Edit.load(folder)
     backbone = _backbone(family)
     state, plain = _state(backbone.pipeline), _images(backbone)
+    attributes = set(vars(backbone.pipeline))  # after a first generation: diffusers' own call attributes are set
 
     apply_edit(loaded, backbone.pipeline)
+    assert set(vars(backbone.pipeline)) == attributes | {STATE_ATTR}, "an edit's state is not in its one attribute"
     edited = _images(backbone)
     assert not torch.equal(edited, plain), "the applied edit changes no image"
     remove_edit(loaded, backbone.pipeline)
 
+    assert set(vars(backbone.pipeline)) == attributes, "the pipeline's attributes after remove differ from before"
     assert torch.equal(_images(backbone), plain), "images after remove differ from those before apply"
     _assert_same_state(_state(backbone.pipeline), state, "after remove")
 

@@ -11,40 +11,15 @@ from collections.abc import Sequence
 import torch
 
 from .models import Backbone
+from .pipeline_state import call_kwargs, call_override
+from .pipeline_state import set_call_kwargs as set_call_kwargs  # re-exported: the edits' side of the state
+from .pipeline_state import set_call_override as set_call_override
 from .progress import progress_bar
+from .errors import InvalidArgumentError
 
-# Inference-control edits (negative prompt, SLD, GIE, ...) register call arguments here on the pipeline.
-CALL_KWARGS_ATTR = "_erasekit_call_kwargs"
-
-
-def call_kwargs(pipeline) -> dict:
-    """Extra ``__call__`` arguments that applied inference-control edits ask for."""
-    return dict(getattr(pipeline, CALL_KWARGS_ATTR, {}) or {})
-
-
-# An inference-control edit that needs its own sampler (GIE's two branches) installs it here; it takes the
-# pipeline's ``__call__`` arguments and returns the same kind of output.
-CALL_OVERRIDE_ATTR = "_erasekit_call"
-
-
-def call_override(pipeline):
-    return getattr(pipeline, CALL_OVERRIDE_ATTR, None)
-
-
-def set_call_override(pipeline, sampler) -> None:
-    if sampler is not None and call_override(pipeline) is not None:
-        raise ValueError("another edit already replaces this pipeline's sampler; apply one such edit at a time")
-    setattr(pipeline, CALL_OVERRIDE_ATTR, sampler)
-
-
-def set_call_kwargs(pipeline, **kwargs) -> None:
-    merged = call_kwargs(pipeline)
-    for key, value in kwargs.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    setattr(pipeline, CALL_KWARGS_ATTR, merged)
+# What applied inference-control edits ask of generation (extra call arguments such as the negative prompt, or a
+# sampler in place of the pipeline's ``__call__``) lives in the pipeline's ``PipelineState``
+# (``erasekit.pipeline_state``); ``call_kwargs`` and ``call_override`` read it without creating it.
 
 
 @torch.no_grad()
@@ -74,6 +49,7 @@ def generate(
     guidance = d.guidance_scale if guidance_scale is None else guidance_scale
     backbone.pipeline.set_progress_bar_config(disable=True)
     extra = call_kwargs(backbone.pipeline)
+    sampler = call_override(backbone.pipeline) or backbone.pipeline
     if negative_prompt is not None:
         extra["negative_prompt"] = negative_prompt
     out = []
@@ -84,7 +60,7 @@ def generate(
             kwargs = dict(prompt=chunk, generator=gens, num_inference_steps=steps, height=d.height, width=d.width,
                           output_type="pt")
             kwargs.update(_guidance_kwargs(backbone, guidance, extra, len(chunk)))
-            images = (call_override(backbone.pipeline) or backbone.pipeline)(**kwargs).images
+            images = sampler(**kwargs).images
             out.append(images.float().cpu().clamp(0, 1))
             bar.advance(len(chunk))
     return torch.cat(out) if out else torch.zeros(0, 3, d.height, d.width)
@@ -99,7 +75,7 @@ def _guidance_kwargs(backbone: Backbone, guidance: float, extra: dict, n: int) -
             # FLUX has no built-in unconditional branch: true CFG against an (empty) negative prompt.
             kwargs.update(true_cfg_scale=guidance, negative_prompt=[negative or ""] * n)
         elif negative:
-            raise ValueError("a negative prompt on FLUX needs guidance_scale > 1 (true classifier-free guidance)")
+            raise InvalidArgumentError("a negative prompt on FLUX needs guidance_scale > 1 (true classifier-free guidance)")
         if getattr(backbone, "embedded_guidance", None) is not None:
             kwargs["guidance_scale"] = backbone.embedded_guidance
     else:

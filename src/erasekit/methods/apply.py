@@ -16,6 +16,7 @@ from ..checksums import fingerprint
 from ..edits import Edit
 from ..errors import InvalidEditError
 from ..models import Backbone, family_of, load
+from ..pipeline_state import applied_edits, editing_state
 from .base import check_edit_method
 
 # Probe tolerance: loose enough for the same model loaded in fp16/bf16 (relative rounding <= 2**-9), far tighter
@@ -24,28 +25,35 @@ _PROBE_RTOL, _PROBE_ATOL = 1e-2, 1e-3
 
 
 def apply_edit(edit: Edit, pipeline):
-    """Apply ``edit`` to ``pipeline`` in place and return the pipeline."""
+    """Apply ``edit`` to ``pipeline`` in place and return the pipeline.
+
+    The edit's summary is appended to the pipeline's ``PipelineState.edits`` (``erasekit.pipeline_state``).
+    """
     method = check_edit_method(edit)
     _check_family(edit, pipeline)
-    if edit.kind == "weight_delta":
-        _check_base(edit, pipeline)
-        if edit.data.get("lora"):
-            _add_lora(pipeline, edit)
-        _apply_weights(pipeline, edit.tensors)
-    else:
-        method.apply_edit(edit, pipeline)
-    applied = list(getattr(pipeline, "_erasekit_edits", []))
-    applied.append(edit.summary())
-    pipeline._erasekit_edits = applied
+    with editing_state(pipeline) as state:  # a refused edit leaves no state behind
+        if edit.kind == "weight_delta":
+            _check_base(edit, pipeline)
+            if edit.data.get("lora"):
+                _add_lora(pipeline, edit)
+            _apply_weights(pipeline, edit.tensors)
+        else:
+            method.apply_edit(edit, pipeline)
+        state.edits.append(edit.summary())
     return pipeline
 
 
 def remove_edit(edit: Edit, pipeline):
-    """Take an inference-control or mask edit off ``pipeline`` (weight deltas cannot be removed)."""
+    """Take an inference-control or mask edit off ``pipeline`` (weight deltas cannot be removed).
+
+    Removing the last applied edit leaves the pipeline as it was before any: its ``PipelineState`` is deleted.
+    """
     if edit.kind == "weight_delta":
         raise InvalidEditError("a weight-delta edit changes the weights; reload the base model to undo it")
-    check_edit_method(edit).remove_edit(edit, pipeline)
-    pipeline._erasekit_edits = [e for e in getattr(pipeline, "_erasekit_edits", []) if e != edit.summary()]
+    method = check_edit_method(edit)
+    with editing_state(pipeline) as state:  # the last edit removed, the state attribute goes too
+        method.remove_edit(edit, pipeline)
+        state.remove_summary(edit.summary())
     return pipeline
 
 
@@ -92,7 +100,7 @@ def _check_base(edit: Edit, pipeline) -> None:
         if have["shape"] != want["shape"] or not torch.allclose(
                 torch.tensor(have["probe"] + [have["norm"]]), torch.tensor(want["probe"] + [want["norm"]]),
                 rtol=_PROBE_RTOL, atol=_PROBE_ATOL):
-            stacked = any(e["kind"] == "weight_delta" for e in getattr(pipeline, "_erasekit_edits", []))
+            stacked = any(e["kind"] == "weight_delta" for e in applied_edits(pipeline))
             raise InvalidEditError(
                 f"this edit was made on {edit.base_model}; the weights it replaces differ in this model ({key}), "
                 f"and as it stores new values, not changes, it would swap in those of {edit.base_model}. Apply it to "

@@ -171,7 +171,7 @@ def uninstall(unet, state: InhibitionState) -> None:
     original = getattr(unet, _ORIGINAL, None)
     if original is not None and controls(unet, state):
         unet.set_attn_processor(dict(original))
-        setattr(unet, _ORIGINAL, None)
+        delattr(unet, _ORIGINAL)  # the UNet is as it was before install
 
 
 def count_cross_attention_layers(unet) -> int:

@@ -16,8 +16,8 @@ import torch
 
 from ...edits import Edit
 from ...errors import InvalidEditError
-from ...generate import call_override, set_call_override
 from ...judges import make_judge
+from ...pipeline_state import call_override, editing_state, existing_state
 from ..base import EraseRequest, Method, register
 from .adapter import InhibitionAdapter, fit_adapter, label_prompts
 from .attention import count_cross_attention_layers
@@ -25,7 +25,9 @@ from .config import GIEConfig
 from .sampler import InhibitedSampler, check_pipeline
 
 ADAPTER_PREFIX = "adapter."
-_SAMPLER = "_erasekit_gie_sampler"
+# GIE's sampler is kept in the pipeline's PipelineState: as its call override (what generation calls) and among
+# the installed objects, owned by the edit (what ``remove_edit`` and ``gie_sampler`` find).
+_SAMPLER = InhibitedSampler
 
 
 @register
@@ -72,23 +74,25 @@ class GIE(Method):
 
     def apply_edit(self, edit: Edit, pipeline) -> None:
         check_pipeline(pipeline)
-        if getattr(pipeline, _SAMPLER, None) is not None or call_override(pipeline) is not None:
+        if gie_sampler(pipeline) is not None or call_override(pipeline) is not None:
             raise InvalidEditError("a GIE edit is already applied to this pipeline; erase several concepts in one "
                                    "GIE edit (--concept a --concept b) instead of stacking two")
         config = GIEConfig(**edit.config)
         adapter = adapter_from_edit(edit, count_cross_attention_layers(pipeline.unet))
         sampler = InhibitedSampler(pipeline, edit.concepts, config.control(), adapter,
                                    default_scale=edit.data.get("scale"))
-        sampler.install()
-        set_call_override(pipeline, sampler)
-        setattr(pipeline, _SAMPLER, sampler)
+        with editing_state(pipeline) as state:
+            sampler.install()
+            state.set_call_override(sampler)
+            state.install(edit, sampler)
 
     def remove_edit(self, edit: Edit, pipeline) -> None:
-        sampler = getattr(pipeline, _SAMPLER, None)
-        if sampler is not None:
-            sampler.remove()
-        set_call_override(pipeline, None)
-        setattr(pipeline, _SAMPLER, None)
+        with editing_state(pipeline) as state:
+            sampler = state.uninstall(edit)
+            if sampler is not None:
+                sampler.remove()
+                if state.call_override is sampler:
+                    state.set_call_override(None)
 
 
 def unerased_note(present: torch.Tensor, grid: list[float]) -> str:
@@ -129,7 +133,9 @@ def adapter_from_edit(edit: Edit, feature_size: int) -> InhibitionAdapter | None
 
 def gie_sampler(pipeline) -> InhibitedSampler | None:
     """The sampler an applied GIE edit installed on ``pipeline`` (call it like the pipeline), if any."""
-    return getattr(pipeline, _SAMPLER, None)
+    state = existing_state(pipeline)
+    samplers = state.things(_SAMPLER) if state else []
+    return samplers[-1] if samplers else None
 
 
 __all__ = ["GIE", "GIEConfig", "adapter_from_edit", "gie_sampler"]

@@ -2,7 +2,8 @@
 
 Classifier-free guidance computes ε(x, ∅) + s·(ε(x, c) − ε(x, ∅)). With the target concept's text in place of
 ∅, every step pushes the sample away from the target. No weights change; the Edit is an inference control
-that sets the pipeline's negative prompt. On FLUX it needs true classifier-free guidance (guidance > 1).
+that sets the pipeline's negative prompt (in its ``erasekit.pipeline_state.PipelineState``). On FLUX it needs
+true classifier-free guidance (guidance > 1).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from ...edits import Edit
-from ...generate import set_call_kwargs
+from ...pipeline_state import editing_state
 from ..base import EraseRequest, Method, register
 from .config import NegPromptConfig
 
@@ -32,16 +33,12 @@ class NegativePrompt(Method):
 
     def apply_edit(self, edit: Edit, pipeline) -> None:
         # Several negative-prompt edits compose into one negative prompt naming every concept.
-        negatives = [*getattr(pipeline, _APPLIED, []), edit.data["negative_prompt"]]
-        setattr(pipeline, _APPLIED, negatives)
-        set_call_kwargs(pipeline, negative_prompt=", ".join(negatives))
+        with editing_state(pipeline) as state:
+            state.negative_prompts.append(edit.data["negative_prompt"])
+            state.set_call_kwargs(negative_prompt=", ".join(state.negative_prompts))
 
     def remove_edit(self, edit: Edit, pipeline) -> None:
-        negatives = list(getattr(pipeline, _APPLIED, []))
-        if edit.data["negative_prompt"] in negatives:
-            negatives.remove(edit.data["negative_prompt"])
-        setattr(pipeline, _APPLIED, negatives)
-        set_call_kwargs(pipeline, negative_prompt=", ".join(negatives) or None)
-
-
-_APPLIED = "_erasekit_negative_prompts"
+        with editing_state(pipeline) as state:
+            if edit.data["negative_prompt"] in state.negative_prompts:
+                state.negative_prompts.remove(edit.data["negative_prompt"])
+            state.set_call_kwargs(negative_prompt=", ".join(state.negative_prompts) or None)
