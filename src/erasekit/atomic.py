@@ -36,35 +36,57 @@ def atomic_directory(target: str | Path):
         raise
 
 
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary sibling of ``path`` to write to; on success it is renamed onto ``path``, on error removed.
+
+    For writers that take a file name (PIL's ``Image.save``, safetensors' ``save_file``): the temporary name keeps
+    ``path``'s suffix, so a writer that picks the format by the extension still does. The file gets the user's usual
+    permissions (the umask's), not ``mkstemp``'s private 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 
-def _nan_to_null(value: Any) -> Any:
+def nan_to_null(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf), at any depth of dicts, lists and tuples, replaced by
+    ``None``: what JSON can hold (tuples become lists, as JSON writes them)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _nan_to_null(v) for k, v in value.items()}
+        return {k: nan_to_null(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_nan_to_null(v) for v in value]
+        return [nan_to_null(v) for v in value]
     return value
 
 
+def json_text(payload: Any) -> str:
+    """``payload`` as erasekit writes JSON, to a file or to standard output: indented, anything JSON has no type
+    for as its ``str``, and a non-finite number (NaN: a rate over nothing, a removal rate with nothing to remove)
+    as ``null``: ``NaN`` is not JSON and breaks other readers."""
+    return json.dumps(nan_to_null(payload), indent=2, default=str, allow_nan=False)
+
+
 def write_json(path: str | Path, payload: Any) -> Path:
-    """Write JSON atomically (temporary file, then rename). A non-finite number (NaN: a rate over nothing, a
-    removal rate with nothing to remove) is written as ``null``: ``NaN`` is not JSON and breaks other readers."""
-    return atomic_write_text(path, json.dumps(_nan_to_null(payload), indent=2, default=str, allow_nan=False))
+    """Write ``json_text(payload)`` atomically (temporary file, then rename)."""
+    return atomic_write_text(path, json_text(payload))

@@ -25,6 +25,7 @@ changed); format-1 weight deltas are refused at load, since nothing can check wh
 from __future__ import annotations
 
 import json
+import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_directory
+from .atomic import atomic_directory, write_json
 from .checksums import sha256_file
 from .errors import InvalidEditError
 from .outputs import check_output_dir
@@ -47,14 +48,17 @@ READABLE_FORMATS = (1, 2)  # see the module docstring
 NEEDS_TENSORS = ("weight_delta", "mask_set")
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """Versions of erasekit, Python and the libraries whose behaviour changes what an edit or a number is: recorded
+    in every edit manifest and (as ``eval.provenance.environment``) with every result."""
+    import accelerate
     import diffusers
     import transformers
 
     from . import __version__
 
     return {"erasekit": __version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "accelerate": accelerate.__version__, "python": platform.python_version()}
 
 
 @dataclass
@@ -97,7 +101,7 @@ class Edit:
         return {
             "format_version": FORMAT_VERSION, "kind": self.kind, "method": self.method, "config": self.config,
             "base_model": self.base_model, "family": self.family, "concepts": list(self.concepts),
-            "data": self.data, "notes": self.notes, "created": self.created, "versions": _versions(),
+            "data": self.data, "notes": self.notes, "created": self.created, "versions": library_versions(),
             "tensors": sorted(self.tensors), "base_weights": self.base_weights,
         }
 
@@ -110,7 +114,7 @@ class Edit:
                 tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.tensors.items()}
                 save_file(tensors, tmp / TENSORS)
                 manifest["sha256"] = {TENSORS: sha256_file(tmp / TENSORS)}
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+            write_json(tmp / MANIFEST, manifest)
         return directory
 
     @classmethod

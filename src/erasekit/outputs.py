@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
+from .atomic import json_text, write_json
 from .errors import ErasekitError
 
 RUN_RECORD = "erasekit-run.json"
@@ -121,7 +121,7 @@ def open_run_folder(path: str | os.PathLike, kind: str, record: dict[str, Any], 
     deletes the folder only if erasekit wrote it.
     """
     folder = _path(path, option)
-    record = json.loads(json.dumps(record, default=str))  # as it will read back
+    record = json.loads(json_text(record))  # as it will read back
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{option} {folder} is a file; give a folder")
     if folder.is_dir() and any(folder.iterdir()):
@@ -138,8 +138,13 @@ def open_run_folder(path: str | os.PathLike, kind: str, record: dict[str, Any], 
         remove_folder(folder, option)
     check_writable(folder / RUN_RECORD, option)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / RUN_RECORD, json.dumps({"kind": kind, "record": record}, indent=1))
+    write_run_record(folder, kind, record)
     return folder
+
+
+def write_run_record(folder: str | os.PathLike, kind: str, record: dict[str, Any]) -> Path:
+    """``<folder>/RUN_RECORD``: the mark that erasekit wrote the folder, and what it holds (``open_run_folder``)."""
+    return write_json(Path(folder) / RUN_RECORD, {"kind": kind, "record": record})
 
 
 def _read_record(folder: Path) -> dict | None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from ..errors import InvalidArgumentError
 from .app import app, finite, guard, out
 
 
@@ -25,21 +25,20 @@ def generate(
     out_path: Path = typer.Option(Path("image.png"), "--out", "-o", help="PNG file (a grid when several images)."),
 ):
     """Generate images, optionally with edits applied."""
+    from ..atomic import atomic_path
     from ..eval import image_grid
     from ..generate import generate as run
     from ..methods import load_model
     from ..outputs import check_output_file
 
     if out_path.suffix.lower() != ".png":
-        raise ValueError(f"--out must be a .png file, got {out_path}")
+        raise InvalidArgumentError(f"--out must be a .png file, got {out_path}")
     check_output_file(out_path, "--out")
     backbone = load_model(model, edit or [])
     prompts = [p for p in prompt for _ in range(num)]
     images = run(backbone, prompts, [seed + i for i in range(len(prompts))], num_inference_steps=steps,
                  guidance_scale=guidance, progress=len(prompts) > 1)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     grid = image_grid(images, nrow=min(8, len(prompts))) if len(prompts) > 1 else image_grid(images, nrow=1, padding=0)
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-    grid.save(tmp)
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        grid.save(tmp)
     out.print(f"wrote {out_path} ({len(prompts)} image{'s' if len(prompts) > 1 else ''})")

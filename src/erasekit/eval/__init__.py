@@ -10,7 +10,6 @@ from ..judges import (
     detector_provenance,
     nudenet_threshold,
 )
-from .fid import frechet_distance
 from .metrics import (
     ClassifierFeatures,
     CLIPImageFeatures,
@@ -19,6 +18,7 @@ from .metrics import (
     MetricUnavailableError,
     ToyClassifierLayers,
     clip_score,
+    frechet_distance,
     lpips_style_distance,
     nudity_removal_rate,
     nudity_report,

@@ -60,6 +60,15 @@ def _as_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
     return images.clamp(0, 1)
 
 
+def _image_pairs(images: torch.Tensor, references: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two batches compared pair by pair (index i with index i): both as ``_as_images``, of the same shape."""
+    images, references = _as_images(images, "images"), _as_images(references, "references")
+    if images.shape != references.shape:
+        raise ValueError(f"images and references must have the same shape: {tuple(images.shape)} vs "
+                         f"{tuple(references.shape)}")
+    return images, references
+
+
 def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:
     """Fixed-size chunks of a tensor, or the batches of an iterable of tensors as given (for large sets)."""
     if isinstance(images, torch.Tensor):
@@ -414,6 +423,57 @@ def fid(real_images: torch.Tensor | Iterable[torch.Tensor], fake_images: torch.T
     return max(float(metric.compute()), 0.0)  # identical sets give round-off around 0, sometimes just below
 
 
+class _Given(nn.Module):
+    """The identity, as the 'feature extractor' of a ``FrechetInceptionDistance`` fed features already made."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def _feature_matrix(feats) -> torch.Tensor:
+    feats = torch.as_tensor(feats).detach().cpu().double()
+    if feats.ndim != 2:
+        raise ValueError(f"features must be a 2-D array (samples, dim), got shape {tuple(feats.shape)}")
+    if feats.shape[0] < 2:
+        raise ValueError(f"need at least 2 samples per set to estimate a covariance, got {feats.shape[0]}")
+    return feats
+
+
+def frechet_distance(feats_a, feats_b, eps: float = 1e-6) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets, by torchmetrics (the computation ``fid`` uses).
+
+    ``d² = |mu_a - mu_b|² + Tr(S_a + S_b - 2 (S_a S_b)^½)``, in float64.
+
+    Args:
+        feats_a, feats_b: ``(n, dim)`` tensors or arrays; the sets may differ in size (at least 2 samples each).
+        eps: offset added to both covariance diagonals when a set has no more samples than dimensions (its
+            covariance is then singular); ``0`` for none.
+
+    Returns:
+        The distance as a non-negative Python float (tiny negative round-off is clipped to 0).
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    a, b = _feature_matrix(feats_a), _feature_matrix(feats_b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+    dim = a.shape[1]
+    # float64 features keep torchmetrics' result in float64 (it returns the features' dtype).
+    metric = FrechetInceptionDistance(feature=_Given(dim), normalize=True, **_LOCAL)
+    metric.update(a, real=True)
+    metric.update(b, real=False)
+    if eps and min(len(a), len(b)) <= dim:
+        # The covariances are computed from these sums of outer products, divided by n - 1.
+        offset = eps * torch.eye(dim, dtype=torch.float64)
+        metric.real_features_cov_sum += offset * (len(a) - 1)
+        metric.fake_features_cov_sum += offset * (len(b) - 1)
+    return max(float(metric.compute()), 0.0)  # identical sets give round-off around 0, sometimes just below
+
+
 # ---------------------------------------------------------------------------------------------------- LPIPS, SSIM
 
 
@@ -476,10 +536,7 @@ def lpips_style_distance(images: torch.Tensor, references: torch.Tensor, feature
     Returns:
         ``(N,)`` float tensor on the CPU.
     """
-    images, references = _as_images(images, "images"), _as_images(references, "references")
-    if images.shape != references.shape:
-        raise ValueError(f"images and references must have the same shape: {tuple(images.shape)} vs "
-                         f"{tuple(references.shape)}")
+    images, references = _image_pairs(images, references)
     net = _layers_of(feature_net)
     out = []
     for a, b in zip(images.split(batch_size), references.split(batch_size)):
@@ -504,9 +561,6 @@ def ssim(images: torch.Tensor, references: torch.Tensor, data_range: float = 1.0
     """
     from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-    images, references = _as_images(images, "images"), _as_images(references, "references")
-    if images.shape != references.shape:
-        raise ValueError(f"images and references must have the same shape: {tuple(images.shape)} vs "
-                         f"{tuple(references.shape)}")
+    images, references = _image_pairs(images, references)
     metric = StructuralSimilarityIndexMeasure(data_range=data_range, reduction="none", **_LOCAL).to(images.device)
     return metric(images, references.to(images.device)).reshape(-1).cpu()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_path, atomic_write_text
 from ..errors import ErasekitError
 from ..prompt_sets import PromptSet
 from . import provenance
@@ -77,10 +77,8 @@ def _png_path(out: Path, which: str, index: int) -> Path:
 
 
 def _write_png(path: Path, image: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(to_uint8_hwc(image)).save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(to_uint8_hwc(image)).save(tmp)
 
 
 def _read_png(path: Path) -> torch.Tensor:

@@ -7,22 +7,10 @@ success rates because the detector version, threshold, seeds or diffusers versio
 
 from __future__ import annotations
 
-import platform
-
 from ..checksums import sha256_file
+from ..edits import library_versions as environment  # the versions an edit manifest records, too
 
-
-def environment() -> dict:
-    """Versions of erasekit and of the libraries whose behaviour changes the numbers."""
-    import accelerate
-    import diffusers
-    import torch
-    import transformers
-
-    from .. import __version__
-
-    return {"erasekit": __version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-            "torch": torch.__version__, "accelerate": accelerate.__version__, "python": platform.python_version()}
+__all__ = ["environment", "sampling", "toy_judge"]
 
 
 def sampling(backbone, num_inference_steps: int | None = None, guidance_scale: float | None = None) -> dict:

@@ -111,13 +111,18 @@ def _esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _missing(value) -> bool:
+    """No number to show: ``None`` (a ``null`` read back from JSON) or NaN (a rate over nothing)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _format_value(value) -> str:
-    if value is None:
+    if _missing(value):
         return "-"
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, (int, float)):
-        return "-" if isinstance(value, float) and math.isnan(value) else f"{value:.3f}"
+        return f"{value:.3f}"
     return str(value)
 
 
@@ -274,7 +279,7 @@ def svg_scatter(points: Sequence[tuple[str, str, float, float]], title: str, x_l
                  f"{_esc(y_label)}</text>")
     missing = 0
     for name, group, x, y in points:
-        if x is None or y is None or (isinstance(x, float) and math.isnan(x)) or (isinstance(y, float) and math.isnan(y)):
+        if _missing(x) or _missing(y):
             missing += 1
             continue
         colour = _PALETTE[series.index(name) % len(_PALETTE)]
@@ -317,7 +322,7 @@ def svg_bars(categories: Sequence[str], series: Mapping[str, Sequence[float | No
             value = values[c] if c < len(values) else None
             x = x0 + s * bar
             colour = _PALETTE[s % len(_PALETTE)]
-            if value is None or (isinstance(value, float) and math.isnan(value)):
+            if _missing(value):
                 parts.append(f'<text x="{x + bar / 2}" y="{y0 - 4}" text-anchor="middle" font-size="8">n/a</text>')
                 continue
             h = min(max(value, 0), 1) * plot_h

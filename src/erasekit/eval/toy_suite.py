@@ -26,23 +26,21 @@ from dataclasses import asdict, dataclass, field
 import torch
 from rich.table import Table
 
-from ..errors import UnknownConceptError
+from ..atomic import nan_to_null
+from ..errors import InvalidArgumentError
 from ..progress import progress_bar
 from ..toy.world import (
     _STEMS,
-    COLOURS,
     HEADS,
     HELDOUT_TEMPLATES,
     NEIGHBOURS,
-    PATTERNS,
-    SHAPES,
     TRAIN_TEMPLATES,
     Sample,
     caption,
     concept_head,
     random_samples,
 )
-from .fid import frechet_distance
+from .metrics import frechet_distance
 
 GenerateFn = Callable[[list[str], list[int]], torch.Tensor]
 """``(prompts, seeds) -> images``: a batch ``(N, 3, H, W)`` in [0, 1], one image per prompt and seed."""
@@ -113,7 +111,7 @@ class ToySuiteResult:
         return {
             "concept": self.concept,
             "head": self.head,
-            "metrics": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.metrics.items()},
+            "metrics": nan_to_null(self.metrics),
             "n_images": dict(self.n_images),
             "config": dict(self.config),
             "prompts": [asdict(item) for item in self.prompts],
@@ -198,13 +196,7 @@ def build_prompt_set(cfg: ToySuiteConfig) -> list[PromptItem]:
         UnknownConceptError: ``cfg.concept`` is not a shape, colour or pattern of the toy world.
     """
     concept = cfg.concept
-    try:
-        head = concept_head(concept)
-    except ValueError:
-        known = ", ".join(SHAPES + COLOURS + PATTERNS)
-        raise UnknownConceptError(
-            f"'{concept}' is not a concept of the toy world; known concepts: {known}"
-        ) from None
+    head = concept_head(concept)  # raises UnknownConceptError
     neighbour = NEIGHBOURS.get(concept)
     all_templates = TRAIN_TEMPLATES + HELDOUT_TEMPLATES
 
@@ -322,7 +314,7 @@ def run_toy_suite(
     """
     items = build_prompt_set(cfg)
     if not items:
-        raise ValueError("the toy suite's prompt set is empty: every group size in the config is 0")
+        raise InvalidArgumentError("the toy suite's prompt set is empty: every group size in the config is 0")
     head = concept_head(cfg.concept)
     target_index = HEADS[head].index(cfg.concept)
     groups = [item.group for item in items]

@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from ..atomic import atomic_directory, write_json
 from ..eval.attacks import (
-    ATTACKS,
+    AttackInputs,
     AttackResult,
     RingABellConfig,
     UnlearnDiffAtkConfig,
-    check_attack_family,
     concept_pairs,
-    replay_attack,
-    ring_a_bell_attack,
+    get_attack,
     ring_a_bell_prompts,
     toy_attack_prompts,
-    unlearndiffatk_attack,
 )
 from ..eval.report import image_grid
 from ..generate import generate
 from ..methods import load_edits, load_model
 from ..models import load
-from ..outputs import RUN_RECORD, check_output_dir
+from ..outputs import check_output_dir, write_run_record
 
 
 def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: Sequence[str],
@@ -37,19 +35,15 @@ def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: 
 
     ``out`` must be new, or with ``overwrite`` an earlier attack's folder; it is written whole at the end, so an
     interrupted attack leaves the earlier folder as it was."""
-    if attack not in ATTACKS:
-        raise ValueError(f"unknown attack {attack!r}; choose one of {', '.join(ATTACKS)}")
+    spec = get_attack(attack)
     out = check_output_dir(out, overwrite)
     edits = load_edits(edits)
     backbone = load_model(model, edits)
-    if attack == "replay":
-        result = replay_attack(backbone, prompts, seeds, judge, concept, **gen_kwargs)
-    elif attack == "unlearndiffatk":
-        check_attack_family(backbone, "UnlearnDiffAtk-style")
-        targets = generate(load(model), list(prompts), list(seeds), **gen_kwargs)
-        result = unlearndiffatk_attack(backbone, prompts, seeds, targets, judge, concept, unlearndiffatk,
-                                       progress=progress, **gen_kwargs)
-    else:
+    spec.check(backbone)
+    inputs = AttackInputs(list(prompts), list(seeds))
+    if spec.needs_targets:
+        inputs = replace(inputs, targets=generate(load(model), list(prompts), list(seeds), **gen_kwargs))
+    if spec.needs_ring_prompts:
         if backbone.is_toy:
             material = toy_attack_prompts(concept, 1)
             with_, without = material["with"], material["without"]
@@ -57,8 +51,9 @@ def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: 
             with_, without = concept_pairs(concept)
         # Searched on the unedited text encoder, as Ring-A-Bell does: the prompts transfer to any erased model.
         found, _ = ring_a_bell_prompts(load(model), prompts, with_, without, concept, ring_a_bell, progress=progress)
-        result = ring_a_bell_attack(backbone, prompts, seeds, judge, concept, with_concept=with_,
-                                    without_concept=without, config=ring_a_bell, prompts=found, **gen_kwargs)
+        inputs = replace(inputs, ring_prompts=found, with_concept=with_, without_concept=without)
+    result = spec.run(backbone, inputs, judge, concept, unlearndiffatk=unlearndiffatk, ring_a_bell=ring_a_bell,
+                      progress=progress, **gen_kwargs)
     payload = result.to_json() | {"model": model, "edits": [f"{e.method} ({', '.join(e.concepts)})" for e in edits]}
     with atomic_directory(out) as tmp:
         result.save_prompts(tmp / "prompts.csv")
@@ -66,5 +61,5 @@ def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: 
         if result.images is not None and result.pre_images is not None:
             rows = torch.cat([result.pre_images, result.images])
             image_grid(rows, nrow=len(result.images)).save(tmp / "images.png")
-        write_json(tmp / RUN_RECORD, {"kind": "attack", "record": {"attack": attack, "concept": concept}})
+        write_run_record(tmp, "attack", {"attack": attack, "concept": concept})
     return result

@@ -24,23 +24,25 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import ErasekitError
+from ..atomic import atomic_path, write_json
+from ..errors import ErasekitError, InvalidArgumentError
 from ..eval import provenance
 from ..eval.attacks import (
+    ATTACK_TABLE,
+    AttackInputs,
     RingABellConfig,
     UnlearnDiffAtkConfig,
-    ring_a_bell_attack,
+    get_attack,
     ring_a_bell_prompts,
     save_prompts_csv,
     toy_attack_prompts,
-    unlearndiffatk_attack,
 )
 from ..eval.report import svg_bars, svg_scatter, write_html_report
 
 logger = logging.getLogger(__name__)
 
 SUITES = ("toy", "attack")
-ATTACKS = ("unlearndiffatk", "ring-a-bell")
+ATTACKS = ("unlearndiffatk", "ring-a-bell")  # the attack suite's default: a subset of eval.attacks.ATTACK_TABLE
 BASELINE = "none"  # the unedited model's cell in the attack suite
 
 
@@ -56,7 +58,7 @@ class BenchConfig:
         out: the output folder: ``results.json``, ``report.html``, ``edits/``, ``images/``, ``attacks/``.
         n: prompts per group of the toy suite (the neighbour group gets ``n // 2``).
         n_attack: prompts attacked per cell and attack.
-        attacks: which attacks the attack suite runs.
+        attacks: which attacks of ``eval.attacks.ATTACK_TABLE`` the attack suite runs (default ``ATTACKS``).
         settings: per-method settings, ``{"abo": {"steps": 100}}``, as ``erasekit erase --set`` takes them.
         seed: seeds erasure, prompt sets and attacks.
         unlearndiffatk, ring_a_bell: the attacks' configs.
@@ -82,15 +84,15 @@ class BenchConfig:
             self.ring_a_bell = RingABellConfig(**self.ring_a_bell)
         for name, values in (("methods", self.methods), ("concepts", self.concepts), ("suites", self.suites)):
             if not values:
-                raise ValueError(f"the benchmark needs at least one of {name}")
+                raise InvalidArgumentError(f"the benchmark needs at least one of {name}")
         unknown = [s for s in self.suites if s not in SUITES]
         if unknown:
-            raise ValueError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
-        unknown = [a for a in self.attacks if a not in ATTACKS]
+            raise InvalidArgumentError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+        unknown = [a for a in self.attacks if a not in ATTACK_TABLE]
         if unknown:
-            raise ValueError(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
+            raise InvalidArgumentError(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(ATTACK_TABLE)}")
         if self.n < 2 or self.n_attack < 1:
-            raise ValueError("n must be at least 2 and n_attack at least 1")
+            raise InvalidArgumentError("n must be at least 2 and n_attack at least 1")
 
     def identity(self) -> dict:
         """What must match for an earlier run's cells to be reused."""
@@ -128,8 +130,6 @@ class Bench:
         return results
 
     def save(self) -> None:
-        from ..atomic import write_json
-
         self.results["config"] = asdict(self.config)
         self.results["provenance"] = self.provenance()
         write_json(self.results_path, self.results)
@@ -143,12 +143,10 @@ class Bench:
 
     def save_images(self, method: str, concept: str, tensors: dict[str, torch.Tensor]) -> None:
         path = self.images_path(method, concept)
-        path.parent.mkdir(parents=True, exist_ok=True)
         existing = load_file(path) if path.exists() else {}
         existing.update({k: v.detach().float().cpu().contiguous() for k, v in tensors.items() if v is not None})
-        tmp = path.with_suffix(".tmp")
-        save_file(existing, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file(existing, tmp)
 
     @cached_property
     def _sampling(self) -> dict:
@@ -236,17 +234,21 @@ class _AttackMaterial:
         self.material = toy_attack_prompts(concept, bench.config.n_attack, seed=bench.config.seed)
         folder = bench.out / "attacks"
         folder.mkdir(parents=True, exist_ok=True)
+        attacks = [get_attack(name) for name in bench.config.attacks]
         targets_path = folder / f"targets-{concept}.safetensors"
         base = None
-        if targets_path.exists():
-            self.targets = load_file(targets_path)["images"]
-        else:
-            base = load(bench.config.model)
-            self.targets = generate(base, self.material["target"], self.material["seeds"])
-            save_file({"images": self.targets.contiguous()}, targets_path)
+        self.targets = None
+        if any(a.needs_targets for a in attacks):
+            if targets_path.exists():
+                self.targets = load_file(targets_path)["images"]
+            else:
+                base = load(bench.config.model)
+                self.targets = generate(base, self.material["target"], self.material["seeds"])
+                with atomic_path(targets_path) as tmp:  # a run killed mid-write must not leave a cut-short cache
+                    save_file({"images": self.targets.contiguous()}, tmp)
         self.ring_path = folder / f"ring-a-bell-{concept}.csv"
         self.ring_prompts = None
-        if "ring-a-bell" in bench.config.attacks:
+        if any(a.needs_ring_prompts for a in attacks):
             if self.ring_path.exists():
                 from ..prompt_sets import load_prompt_set
 
@@ -270,14 +272,13 @@ def _attack_stage(bench: Bench, method: str, concept: str, material: _AttackMate
     m = material.material
     out, images = {}, {}
     for attack in bench.config.attacks:
-        if attack == "unlearndiffatk":
-            result = unlearndiffatk_attack(backbone, m["target"], m["seeds"], material.targets, judge, concept,
-                                           bench.config.unlearndiffatk, progress=False)
-            result.save_prompts(bench.out / "attacks" / f"unlearndiffatk-{method}-{concept}.csv")
-        else:
-            result = ring_a_bell_attack(backbone, m["clean"], m["seeds"], judge, concept, with_concept=m["with"],
-                                        without_concept=m["without"], config=bench.config.ring_a_bell,
-                                        prompts=material.ring_prompts, progress=False)
+        spec = get_attack(attack)
+        inputs = AttackInputs(m[spec.toy_prompts], m["seeds"], targets=material.targets,
+                              ring_prompts=material.ring_prompts, with_concept=m["with"], without_concept=m["without"])
+        result = spec.run(backbone, inputs, judge, concept, unlearndiffatk=bench.config.unlearndiffatk,
+                          ring_a_bell=bench.config.ring_a_bell, progress=False)
+        if spec.per_model_prompts:  # the others' prompts are the same for every model of the concept
+            result.save_prompts(bench.out / "attacks" / f"{attack}-{method}-{concept}.csv")
         out[attack] = result.to_json()
         images[f"attack_{attack}"] = result.images
         images[f"attack_{attack}_pre"] = result.pre_images
@@ -306,6 +307,9 @@ def run_bench(config: BenchConfig, progress: bool = True, log=print) -> dict:
         if method != BASELINE:
             get_method(method).check_family(backbone.family)
     check_concepts(backbone, config.concepts)
+    if "attack" in config.suites:
+        for name in config.attacks:
+            get_attack(name).check(backbone)
     del backbone
 
     bench = Bench(config)
