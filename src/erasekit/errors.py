@@ -23,7 +23,7 @@ class InvalidEditError(ErasekitError):
     """An edit file or edit object is malformed or does not fit the model it is applied to."""
 
 
-class UnknownConceptError(ErasekitError):
+class UnknownConceptError(ErasekitError, ValueError):
     """A concept is not known to the component asked to handle it (e.g. the toy world)."""
 
 

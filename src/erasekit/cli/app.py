@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import typer
 from rich.console import Console
 
-from ..errors import ErasekitError
+from ..errors import ErasekitError, InvalidArgumentError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Remove a concept from a text-to-image diffusion model, and prove it did.")
@@ -18,18 +19,38 @@ app.add_typer(toy_app, name="toy")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
+DEBUG_VARIABLE = "ERASEKIT_DEBUG"  # set to 1 (or pass --debug) to see the traceback of erasekit's own errors too
+
+
+@app.callback()
+def main_options(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of every error, "
+                                            f"erasekit's own included (also: {DEBUG_VARIABLE}=1).")):
+    """Remove a concept from a text-to-image diffusion model, and prove it did."""
+    _options["debug"] = debug  # every invocation sets it afresh
+
+
+_options = {"debug": False}
+
+
+def debugging() -> bool:
+    return _options["debug"] or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+
+
 def fail(message: str, code: int = 2):
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 
 
 def guard(fn):
-    """Turn the library's own errors into one clear line and a non-zero exit code."""
+    """Turn erasekit's own errors (``ErasekitError``: a mistake of the user's, with what to do) into one line and
+    exit code 2. Anything else is a bug, ours or a library's, and keeps its traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ErasekitError, FileExistsError, ValueError) as e:
+        except ErasekitError as e:
+            if debugging():
+                raise
             fail(str(e))
     return wrapper
 
@@ -40,7 +61,7 @@ def parse_settings(pairs: list[str] | None) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set takes key=value, got '{pair}'")
+            raise InvalidArgumentError(f"--set takes key=value, got '{pair}'")
         settings[key.strip()] = value
     return settings
 

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..errors import InvalidArgumentError
 from .app import app, fail, guard, out, parse_settings
 
 
@@ -34,13 +35,13 @@ def bench(
 
     Rerun the same command to resume: finished stages are skipped, failed ones retried.
     """
-    from ..workflows.bench import BenchConfig, run_bench
     from ..methods import available_methods
     from ..models import load
     from ..outputs import check_writable
+    from ..workflows.bench import BenchConfig, run_bench
 
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} is a file; give a folder")
+        raise InvalidArgumentError(f"--out {out_dir} is a file; give a folder")
     check_writable(out_dir / "results.json", "--out")
     methods = _split(methods)
     if methods == ["all"]:
@@ -49,7 +50,7 @@ def bench(
     per_method: dict[str, dict] = {}
     for key, value in parse_settings(setting).items():
         if "." not in key:
-            raise ValueError(f"--set for bench takes method.key=value, got '{key}'")
+            raise InvalidArgumentError(f"--set for bench takes method.key=value, got '{key}'")
         name, field_name = key.split(".", 1)
         per_method.setdefault(name, {})[field_name] = value
     config = BenchConfig(model=model, methods=methods, concepts=_split(concepts), out=str(out_dir),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -10,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..errors import InvalidArgumentError
 from ..prompt_sets import PROMPT_SUITES
 from .app import app, err, guard, out
 
@@ -46,7 +46,7 @@ def evaluate(
 
     Prompt-set suites shard across processes under `accelerate launch -m erasekit evaluate ...`.
     """
-    from ..atomic import write_json
+    from ..atomic import json_text, write_json
     from ..eval import ToySuiteConfig
     from ..outputs import check_output_file
     from ..workflows.evaluate import evaluate_toy
@@ -56,16 +56,16 @@ def evaluate(
         return _evaluate_prompt_set(concept, model, edit or [], suite, prompts, out_dir, judge, threshold, classes,
                                     clip, limit, steps, batch_size, seed, json_path, overwrite)
     if suite != "toy":
-        raise ValueError(f"unknown suite '{suite}'; choose toy or a prompt set: {', '.join(PROMPT_SUITES)}")
+        raise InvalidArgumentError(f"unknown suite '{suite}'; choose toy or a prompt set: {', '.join(PROMPT_SUITES)}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("the toy suite runs in one process (it takes about a minute); shard the prompt-set suites "
+        raise InvalidArgumentError("the toy suite runs in one process (it takes about a minute); shard the prompt-set suites "
                          "with accelerate instead")
     config = ToySuiteConfig(concept=concept, n_target=n_target, n_synonym=n_synonym, n_preserve=n_preserve,
                             n_neighbour=n_neighbour, seed=seed)
     result = evaluate_toy(model, concept, edit or [], config)
     payload = result.to_json() | {"model": model, "edits": [str(e) for e in edit or []]}
     if json_path is not None and str(json_path) == "-":
-        print(json.dumps(payload, indent=2))
+        print(json_text(payload))
         return
     (err if json_path is None else out).print(result.table())
     if json_path is not None:
@@ -75,7 +75,7 @@ def evaluate(
 
 def _evaluate_prompt_set(concept, model, edits, suite, prompts, out_dir, judge, threshold, classes, clip, limit,
                          steps, batch_size, seed, json_path, overwrite):
-    from ..atomic import write_json
+    from ..atomic import json_text, write_json
     from ..eval.prompt_suite import PromptSuiteConfig
     from ..workflows.evaluate import evaluate_prompt_set
 
@@ -104,6 +104,6 @@ def _evaluate_prompt_set(concept, model, edits, suite, prompts, out_dir, judge, 
     out.print(f"wrote {out_dir / 'results.json'}")
     if json_path is not None:
         if str(json_path) == "-":
-            print(json.dumps(results["metrics"], indent=2, default=str))
+            print(json_text(results["metrics"]))
         else:
             write_json(json_path, results)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..errors import InvalidArgumentError
 from .app import finite, guard, out, toy_app
 
 
@@ -32,7 +33,7 @@ def toy_train(
 
     root = out_dir or toy_weights_dir()
     if what not in T.DEFAULT_CONFIGS:
-        raise ValueError(f"unknown toy model '{what}'; choose classifier, vae, sd or flux")
+        raise InvalidArgumentError(f"unknown toy model '{what}'; choose classifier, vae, sd or flux")
     check_writable(root / what, "--out")
     cfg = T.default_config(what, seed=seed, device=device, time_budget_s=None if minutes is None else minutes * 60)
     if steps:
@@ -46,7 +47,7 @@ def toy_train(
     else:
         vae_dir = next((p for p in (root / "vae", root / "toy-sd" / "vae") if (p / "config.json").exists()), None)
         if vae_dir is None:
-            raise ValueError(f"no trained autoencoder under {root}; run `erasekit toy train vae` first")
+            raise InvalidArgumentError(f"no trained autoencoder under {root}; run `erasekit toy train vae` first")
         vae = AutoencoderKL.from_pretrained(vae_dir)
         (T.train_sd if what == "sd" else T.train_flux)(vae, root / f"toy-{what}", cfg)
     out.print(f"trained {what} -> {root}")

@@ -357,7 +357,7 @@ def make_judge(name: str, targets: Sequence[str], toy: bool, path: str | None = 
         elif path:
             name = "clip"
         else:
-            raise ValueError(f"no judge for {', '.join(targets)}: NudeNet judges nudity words only; give a local CLIP "
+            raise DetectorConfigError(f"no judge for {', '.join(targets)}: NudeNet judges nudity words only; give a local CLIP "
                              "folder for a CLIP judge (evaluate/attack: --clip PATH; GIE: --set judge_path=PATH), "
                              "or a fixed scale for GIE (--scale)")
     if name == "toy":
@@ -366,6 +366,6 @@ def make_judge(name: str, targets: Sequence[str], toy: bool, path: str | None = 
         return NudeNetJudge(threshold, classes)
     if name == "clip":
         if not path:
-            raise ValueError("the CLIP judge needs judge_path, a local CLIP model folder")
+            raise DetectorConfigError("the CLIP judge needs judge_path, a local CLIP model folder")
         return CLIPJudge(path)
-    raise ValueError(f"unknown judge {name!r}; choose auto, toy, nudenet or clip")
+    raise DetectorConfigError(f"unknown judge {name!r}; choose auto, toy, nudenet or clip")

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from ..arguments import InvalidConceptError, concept_list, concept_text
 from ..config import InvalidSettingError, parse_settings
 from ..edits import Edit
-from ..errors import InvalidEditError, UnknownMethodError, UnsupportedModelError
+from ..errors import InvalidArgumentError, InvalidEditError, UnknownMethodError, UnsupportedModelError
 
 
 @dataclass
@@ -52,7 +52,7 @@ class EraseRequest:
         prompts = self.target_prompts()
         if self.anchor_prompts:
             if len(self.anchor_prompts) != len(prompts):
-                raise ValueError("anchor_prompts must pair one-to-one with the target prompts")
+                raise InvalidArgumentError("anchor_prompts must pair one-to-one with the target prompts")
             return list(self.anchor_prompts)
         if self.anchor:
             out = []

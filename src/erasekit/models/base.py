@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InvalidArgumentError
 from ..toy.weights import is_toy
 
 # Names of the parameter groups every backbone defines, in the order ``module_groups`` returns them.
@@ -323,7 +324,7 @@ class Backbone(abc.ABC):
         """The guidance scale to apply, or ``None`` for a plain conditional step."""
         if uncond is None:
             if guidance_scale is not None and guidance_scale != 1.0:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"guidance_scale={guidance_scale} needs an unconditional (or negative) conditioning: pass "
                     "`uncond=backbone.encode([''] * batch_size)`."
                 )
@@ -373,7 +374,7 @@ class Backbone(abc.ABC):
             negatives = [negatives] * len(prompts) if isinstance(negatives, str) else list(negatives)
             uncond = self.encode(negatives)
         elif negative_prompt is not None:
-            raise ValueError(f"negative_prompt needs guidance_scale > 1, but it is {scale}.")
+            raise InvalidArgumentError(f"negative_prompt needs guidance_scale > 1, but it is {scale}.")
         cond = self.encode(prompts)
         state = self.prepare(len(prompts), generators, num_inference_steps, height, width)
         while not state.done:
@@ -422,7 +423,7 @@ class Backbone(abc.ABC):
         """``(name, parameter)`` pairs of the denoiser in ``group`` (one of ``GROUP_NAMES``)."""
         groups = self.module_groups()
         if group not in groups:
-            raise ValueError(f"Unknown module group {group!r}; choose one of {', '.join(GROUP_NAMES)}.")
+            raise InvalidArgumentError(f"Unknown module group {group!r}; choose one of {', '.join(GROUP_NAMES)}.")
         wanted = set(groups[group])
         return [(name, p) for name, p in self.denoiser.named_parameters() if name in wanted]
 
@@ -433,7 +434,7 @@ def make_generators(seeds: int | Sequence[int], batch_size: int) -> list[torch.G
         seeds = [seeds] * batch_size
     seeds = list(seeds)
     if len(seeds) != batch_size:
-        raise ValueError(f"Got {len(seeds)} seeds for {batch_size} prompts; pass one seed per prompt or a single int.")
+        raise InvalidArgumentError(f"Got {len(seeds)} seeds for {batch_size} prompts; pass one seed per prompt or a single int.")
     return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
 
 

@@ -6,17 +6,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from ..errors import UnknownConceptError
+from ..errors import InvalidArgumentError
 from . import world
 
 
 def check_concepts_toy(concepts: Sequence[str]) -> None:
     """Every concept must be one the toy world knows."""
     for concept in concepts:
-        try:
-            world.concept_head(concept)
-        except ValueError as e:
-            raise UnknownConceptError(str(e)) from None
+        world.concept_head(concept)  # raises UnknownConceptError
 
 
 def toy_anchor_prompts(prompts: Sequence[str], concepts: Sequence[str], anchor: str | None,
@@ -51,11 +48,11 @@ def toy_prompts(concepts: Sequence[str], n: int = 64, seed: int = 0, without: bo
     captions of images that have none of the concepts), showing none of the ``excluding`` concepts. Held-out
     templates are never used."""
     if set(concepts) & set(excluding):
-        raise ValueError("a concept cannot be both named and excluded")
+        raise InvalidArgumentError("a concept cannot be both named and excluded")
     avoided = list(excluding) + (list(concepts) if without else [])
     for head, values in world.HEADS.items():
         if set(values) <= set(avoided):
-            raise ValueError(f"no toy caption avoids every {head} ({', '.join(values)})")
+            raise InvalidArgumentError(f"no toy caption avoids every {head} ({', '.join(values)})")
     rng = random.Random(seed)
 
     def shows_excluded(sample, excluded):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UnknownConceptError
+
 IMAGE_SIZE = 32
 
 SHAPES = ("circle", "square", "triangle", "star", "heart")
@@ -91,7 +93,7 @@ def concept_head(concept: str) -> str:
         if concept in values:
             return head
     known = ", ".join(SHAPES + COLOURS + PATTERNS)
-    raise ValueError(f"'{concept}' is not a concept of the toy world; known concepts: {known}")
+    raise UnknownConceptError(f"'{concept}' is not a concept of the toy world; known concepts: {known}")
 
 
 @dataclass(frozen=True)

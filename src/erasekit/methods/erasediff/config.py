@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ...config import Range, at_least, positive
+from ...config import InvalidSettingError, Range, at_least, positive
 from ..training import FineTuneSettings
 
 
@@ -41,9 +41,9 @@ class EraseDiffConfig(FineTuneSettings):
     def __post_init__(self):
         super().__post_init__()
         if self.mode not in ("paper", "reference"):
-            raise ValueError(f"mode must be 'paper' or 'reference', not {self.mode!r}")
+            raise InvalidSettingError(f"mode must be 'paper' or 'reference', not {self.mode!r}")
         if self.forget_target not in ("mismatched", "uniform"):
-            raise ValueError(f"forget_target must be 'mismatched' or 'uniform', not {self.forget_target!r}")
+            raise InvalidSettingError(f"forget_target must be 'mismatched' or 'uniform', not {self.forget_target!r}")
 
     @classmethod
     def toy_defaults(cls, **overrides) -> EraseDiffConfig:

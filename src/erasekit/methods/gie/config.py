@@ -42,10 +42,10 @@ class GIEConfig(CheckedConfig):
         if self.scale == 0:
             raise InvalidSettingError("scale 0 inhibits nothing (the edit would change no image); GIE needs w < 0")
         if self.scale is not None and self.scale > 0 and not self.allow_positive:
-            raise ValueError(f"scale {self.scale} > 0 would strengthen the concept; GIE inhibits with w ≤ 0 "
+            raise InvalidSettingError(f"scale {self.scale} > 0 would strengthen the concept; GIE inhibits with w ≤ 0 "
                              "(set allow_positive to override)")
         if not self.scale_grid:
-            raise ValueError("scale_grid is empty")
+            raise InvalidSettingError("scale_grid is empty")
 
     @classmethod
     def toy_defaults(cls, **overrides) -> GIEConfig:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from diffusers.pipelines.stable_diffusion import StableDiffusionPipelineOutput
 
-from ...errors import UnsupportedModelError
+from ...config import InvalidSettingError
+from ...errors import InvalidArgumentError, UnsupportedModelError
 from .attention import InhibitionState, controls, count_cross_attention_layers, install, uninstall
 from .token_interval import TargetTokenError, target_token_count, token_interval
 
@@ -59,7 +60,7 @@ class InhibitedSampler:
         self.target_text = " ".join(self.targets)
         self.settings = settings or ControlSettings()
         if self.settings.embedding_source not in EMBEDDING_SOURCES:
-            raise ValueError(f"embedding_source must be one of {EMBEDDING_SOURCES}, "
+            raise InvalidSettingError(f"embedding_source must be one of {EMBEDDING_SOURCES}, "
                              f"not {self.settings.embedding_source!r}")
         self.n_tokens = target_token_count(pipeline.tokenizer, self.target_text)
         self.adapter = adapter
@@ -129,7 +130,7 @@ class InhibitedSampler:
         device = self.pipeline._execution_device
         if weights is None and self.adapter is None:
             if self.default_scale is None:
-                raise ValueError("GIE needs a suppression scale: give an adapter or a fixed scale")
+                raise InvalidArgumentError("GIE needs a suppression scale: give an adapter or a fixed scale")
             weights = self.default_scale
         if weights is None:
             with torch.no_grad():

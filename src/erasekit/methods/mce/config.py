@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ...config import CheckedConfig, Range, at_least, positive
+from ...config import CheckedConfig, InvalidSettingError, Range, at_least, positive
 from .gates import DEFAULT_UNET_PATTERN, INIT_LOGIT
 
 
@@ -62,17 +62,17 @@ class MCEConfig(CheckedConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.target not in ("empty_prompt", "neutral_prompt", "flow_edit"):
-            raise ValueError(f"target must be 'empty_prompt', 'neutral_prompt' or 'flow_edit', not {self.target!r}")
+            raise InvalidSettingError(f"target must be 'empty_prompt', 'neutral_prompt' or 'flow_edit', not {self.target!r}")
         if not 0 < self.edit_n_max <= self.edit_steps:
-            raise ValueError(f"edit_n_max must be in 1..edit_steps ({self.edit_steps}), got {self.edit_n_max}")
+            raise InvalidSettingError(f"edit_n_max must be in 1..edit_steps ({self.edit_steps}), got {self.edit_n_max}")
         if self.neutral not in ("random", "paired"):
-            raise ValueError(f"neutral must be 'random' or 'paired', not {self.neutral!r}")
+            raise InvalidSettingError(f"neutral must be 'random' or 'paired', not {self.neutral!r}")
         if self.noise not in ("fresh", "fixed"):
-            raise ValueError(f"noise must be 'fresh' or 'fixed', not {self.noise!r}")
+            raise InvalidSettingError(f"noise must be 'fresh' or 'fixed', not {self.noise!r}")
         if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be 'adam' or 'adamw', not {self.optimizer!r}")
+            raise InvalidSettingError(f"optimizer must be 'adam' or 'adamw', not {self.optimizer!r}")
         if self.edit_model and self.target != "flow_edit":
-            raise ValueError(f"edit_model edits FlowEdit targets; it needs target 'flow_edit', not {self.target!r}")
+            raise InvalidSettingError(f"edit_model edits FlowEdit targets; it needs target 'flow_edit', not {self.target!r}")
 
     @classmethod
     def toy_defaults(cls, **overrides) -> MCEConfig:

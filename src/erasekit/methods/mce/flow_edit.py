@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from ...config import InvalidSettingError
+from ...errors import InvalidArgumentError
 from ...models.base import Conditioning
 
 
@@ -35,9 +37,9 @@ def flow_edit(backbone, source: torch.Tensor, source_cond: Conditioning, target_
     the model is guidance-distilled (then it is not used).
     """
     if not hasattr(backbone, "velocity"):
-        raise ValueError(f"FlowEdit needs a flow-matching model; {backbone.family} is not one")
+        raise InvalidArgumentError(f"FlowEdit needs a flow-matching model; {backbone.family} is not one")
     if not 0 < n_max <= steps:
-        raise ValueError(f"n_max must be in 1..steps ({steps}), got {n_max}")
+        raise InvalidSettingError(f"n_max must be in 1..steps ({steps}), got {n_max}")
     schedule = backbone.prepare(source.shape[0], num_inference_steps=steps, latents=torch.zeros_like(source))
     sigmas, timesteps = schedule.sigmas, schedule.timesteps
     edited = source.clone()
