@@ -37,9 +37,15 @@ def measure(model: str, n: int, batch: int, steps: int, repeats: int) -> None:
 
     def plain():
         for start in range(0, n, batch):
-            gens = [torch.Generator("cpu").manual_seed(s) for s in seeds[start:start + batch]]
-            kwargs = dict(prompt=prompts[start:start + batch], generator=gens, num_inference_steps=steps,
-                          height=d.height, width=d.width, output_type="pt")
+            gens = [torch.Generator("cpu").manual_seed(s) for s in seeds[start : start + batch]]
+            kwargs = dict(
+                prompt=prompts[start : start + batch],
+                generator=gens,
+                num_inference_steps=steps,
+                height=d.height,
+                width=d.width,
+                output_type="pt",
+            )
             if backbone.family == "flux":
                 kwargs["max_sequence_length"] = d.max_sequence_length or 256
                 if d.guidance_scale > 1:
@@ -55,8 +61,10 @@ def measure(model: str, n: int, batch: int, steps: int, repeats: int) -> None:
     best = timed({"plain": plain, "erasekit": ours}, repeats)
     shutil.rmtree(scratch, ignore_errors=True)
     ratio = (n / best["erasekit"]) / (n / best["plain"])
-    print(f"{model}: {n} images, batch {batch}, {steps} steps: plain diffusers {n / best['plain']:.2f} img/s, "
-          f"erasekit evaluate {n / best['erasekit']:.2f} img/s -> ratio {ratio:.3f} (target >= 0.95)")
+    print(
+        f"{model}: {n} images, batch {batch}, {steps} steps: plain diffusers {n / best['plain']:.2f} img/s, "
+        f"erasekit evaluate {n / best['erasekit']:.2f} img/s -> ratio {ratio:.3f} (target >= 0.95)"
+    )
 
 
 def main() -> None:

@@ -34,11 +34,14 @@ def unit_times(backbone, batch, train_method, repeats=10):
     params = [p for _, p in backbone.parameters_of(train_method)]
     for p in params:
         p.requires_grad_(True)
+
     def fwd():
         with torch.no_grad():
             backbone.predict(x, t, cond)
+
     def fwd_bwd():
         backbone.predict(x, t, cond).pow(2).mean().backward()
+
     out = {}
     for name, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
         fn()
@@ -71,8 +74,9 @@ def measure(model, method, steps):
     backbone = load(model)
     erasure = get_method(method)
     cfg = replace(erasure.make_config(toy=True), steps=steps, checkpoint_every=0)
-    request = EraseRequest(targets=["star"], prompts=toy_prompts(["star"]),
-                           preserve_prompts=toy_prompts(["star"], seed=1, without=True))
+    request = EraseRequest(
+        targets=["star"], prompts=toy_prompts(["star"]), preserve_prompts=toy_prompts(["star"], seed=1, without=True)
+    )
     units = unit_times(backbone, cfg.batch_size, cfg.train_method)
     edit = erasure.erase(backbone, request, cfg)
     per_step = edit.data["training"]["seconds"] / steps
@@ -86,8 +90,9 @@ def peak_memory_child(model, method, checkpointing):
     backbone = load(model)
     erasure = get_method(method)
     cfg = replace(erasure.make_config(toy=True), steps=2, checkpoint_every=0, gradient_checkpointing=checkpointing)
-    request = EraseRequest(targets=["star"], prompts=toy_prompts(["star"]),
-                           preserve_prompts=toy_prompts(["star"], seed=1, without=True))
+    request = EraseRequest(
+        targets=["star"], prompts=toy_prompts(["star"]), preserve_prompts=toy_prompts(["star"], seed=1, without=True)
+    )
     erasure.erase(backbone, request, cfg)
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
@@ -111,11 +116,17 @@ def main():
         per_step, ideal = measure(args.model, method, args.steps)
         peaks = []
         for ckpt in ("0", "1"):
-            out = subprocess.run([sys.executable, __file__, "--model", args.model, "--child", method, ckpt],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--model", args.model, "--child", method, ckpt],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             peaks.append(float(out.stdout.strip().splitlines()[-1]))
-        print(f"{method:<10} {per_step:8.3f} {ideal:9.3f} {per_step / ideal:6.2f}   {peaks[0]:.0f} / {peaks[1]:.0f}",
-              flush=True)
+        print(
+            f"{method:<10} {per_step:8.3f} {ideal:9.3f} {per_step / ideal:6.2f}   {peaks[0]:.0f} / {peaks[1]:.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

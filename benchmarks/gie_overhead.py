@@ -32,21 +32,38 @@ def sd1_shaped_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     tokenizer = build_clip_tokenizer()
     text_encoder = arch.build_clip_text(len(tokenizer), "tiny", pad_token_id=tokenizer.pad_token_id)
     unet = UNet2DConditionModel(
-        sample_size=32, in_channels=4, out_channels=4, block_out_channels=(32, 64, 64, 64), layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64, 64, 64),
+        layers_per_block=2,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=text_encoder.config.hidden_size, attention_head_dim=8, norm_num_groups=8,
+        cross_attention_dim=text_encoder.config.hidden_size,
+        attention_head_dim=8,
+        norm_num_groups=8,
     ).eval()
-    pipe = StableDiffusionPipeline(vae=arch.build_vae("tiny"), text_encoder=text_encoder, tokenizer=tokenizer,
-                                   unet=unet, scheduler=arch.ddim_scheduler("epsilon"), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=arch.build_vae("tiny"),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=arch.ddim_scheduler("epsilon"),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 def measure(name, pipe, height, steps, batch, repeats):
-    prompts = ["a red striped star on a blue background", "a green dotted circle", "a purple plain heart",
-               "a yellow striped square"] * ((batch + 3) // 4)
+    prompts = [
+        "a red striped star on a blue background",
+        "a green dotted circle",
+        "a purple plain heart",
+        "a yellow striped square",
+    ] * ((batch + 3) // 4)
     prompts = prompts[:batch]
 
     def gens():
@@ -57,18 +74,26 @@ def measure(name, pipe, height, steps, batch, repeats):
     adapter = InhibitionAdapter(count_cross_attention_layers(pipe.unet))
     learned = InhibitedSampler(pipe, ["star"], adapter=adapter)
     with torch.no_grad():
-        best = timed({"plain": lambda: pipe(prompts, generator=gens(), **kwargs),
-                      "fixed": lambda: fixed(prompts, gens(), **kwargs),
-                      "learned": lambda: learned(prompts, gens(), **kwargs),
-                      "both": lambda: fixed(prompts, gens(), return_plain=True, **kwargs)}, repeats)
+        best = timed(
+            {
+                "plain": lambda: pipe(prompts, generator=gens(), **kwargs),
+                "fixed": lambda: fixed(prompts, gens(), **kwargs),
+                "learned": lambda: learned(prompts, gens(), **kwargs),
+                "both": lambda: fixed(prompts, gens(), return_plain=True, **kwargs),
+            },
+            repeats,
+        )
     plain_s, fixed_s, learned_s, both_s = best["plain"], best["fixed"], best["learned"], best["both"]
     fixed.remove()
     learned.remove()
     layers = count_cross_attention_layers(pipe.unet)
-    print(f"{name} ({layers} cross-attention layers, {steps} steps, batch {batch}): plain {plain_s:.3f} s; "
-          f"GIE fixed scale {fixed_s:.3f} s = {fixed_s / plain_s:.2f}x; "
-          f"GIE adapter {learned_s:.3f} s = {learned_s / plain_s:.2f}x; "
-          f"both branches on every step {both_s:.3f} s = {both_s / plain_s:.2f}x", flush=True)
+    print(
+        f"{name} ({layers} cross-attention layers, {steps} steps, batch {batch}): plain {plain_s:.3f} s; "
+        f"GIE fixed scale {fixed_s:.3f} s = {fixed_s / plain_s:.2f}x; "
+        f"GIE adapter {learned_s:.3f} s = {learned_s / plain_s:.2f}x; "
+        f"both branches on every step {both_s:.3f} s = {both_s / plain_s:.2f}x",
+        flush=True,
+    )
 
 
 def main():

@@ -8,8 +8,8 @@
    contrast; the ratio K=8 / K=2 should stay <= 1.2. Time per training step is printed too (it should grow
    linearly in K).
 2. Generation time of a pruned model (``bake``) over the unpruned original model, and over the original with
-   the same masks applied by hooks, same prompts and seeds, for masks that switch off ~60% of FFN units (about what the authors' released
-   FLUX masks do).
+   the same masks applied by hooks, same prompts and seeds, for masks that switch off ~60% of FFN units (about
+   what the authors' released FLUX masks do).
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def one_step(model: str, k: int, size: int, batch: int, naive: bool) -> dict:
     hooks.mode = "relaxed"
     with torch.no_grad():
         cond = backbone.encode(["a red striped star"] * batch)
-    state = backbone.prepare(batch, generator=torch.Generator().manual_seed(0), num_inference_steps=k,
-                             height=size, width=size)
+    state = backbone.prepare(
+        batch, generator=torch.Generator().manual_seed(0), num_inference_steps=k, height=size, width=size
+    )
     target = torch.zeros_like(state.latents)
     concept = torch.tensor([True, False] * (batch // 2) + [True] * (batch % 2))
     noises = [hooks.draw_noise(torch.Generator().manual_seed(i)) for i in range(k)]
@@ -48,14 +49,19 @@ def one_step(model: str, k: int, size: int, batch: int, naive: bool) -> dict:
     start = time.perf_counter()
     run(backbone, state, cond, None, None, hooks, noises, lambda f: mce_loss(f, target, concept, 0.01))
     seconds = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if torch.cuda.is_available()
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     return {"k": k, "naive": naive, "seconds": seconds, "peak_mib": peak / 2**20}
 
 
 def in_fresh_process(model, k, size, batch, naive) -> dict:
-    code = (f"import json, sys; sys.path.insert(0, 'benchmarks'); from mce_memory import one_step; "
-            f"print(json.dumps(one_step({model!r}, {k}, {size}, {batch}, {naive})))")
+    code = (
+        f"import json, sys; sys.path.insert(0, 'benchmarks'); from mce_memory import one_step; "
+        f"print(json.dumps(one_step({model!r}, {k}, {size}, {batch}, {naive})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -70,8 +76,10 @@ def bake_speed(model: str, batch: int, repeats: int = 3) -> None:
     backbone = load(model)
     gates = find_gates(backbone.denoiser, backbone.family)
     g = torch.Generator().manual_seed(0)
-    masks = {gate.key: (torch.rand(gate.units, generator=g) > (0.6 if gate.group == "ffn" else 0.18)).float()
-             for gate in gates}
+    masks = {
+        gate.key: (torch.rand(gate.units, generator=g) > (0.6 if gate.group == "ffn" else 0.18)).float()
+        for gate in gates
+    }
     prompts = ["a red striped star", "a blue dotted circle", "a green plain heart", "a purple striped square"]
     prompts = (prompts * batch)[:batch]
 
@@ -91,8 +99,10 @@ def bake_speed(model: str, batch: int, repeats: int = 3) -> None:
     removed = bake(backbone.denoiser, gates, masks, prune=True)
     pruned = timed()
     ffn = [removed[gate.key] for gate in gates if gate.group == "ffn"]
-    print(f"bake: {sum(ffn) / len(ffn):.0%} of FFN units pruned; generation {pruned:.3f} s pruned vs {original:.3f} s "
-          f"unpruned (no masks) = {pruned / original:.2f}x; vs {hooked:.3f} s masked by hooks = {pruned / hooked:.2f}x")
+    print(
+        f"bake: {sum(ffn) / len(ffn):.0%} of FFN units pruned; generation {pruned:.3f} s pruned vs {original:.3f} s "
+        f"unpruned (no masks) = {pruned / original:.2f}x; vs {hooked:.3f} s masked by hooks = {pruned / hooked:.2f}x"
+    )
 
 
 def main():

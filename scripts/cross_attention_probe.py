@@ -25,8 +25,9 @@ class RecordingProcessor(AttnProcessor2_0):
         super().__init__()
         self.records = records
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
-                 **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         if encoder_hidden_states is not None:
             flat = hidden_states if hidden_states.ndim == 3 else hidden_states.flatten(2).transpose(1, 2)
             if attn.group_norm is not None:
@@ -34,7 +35,7 @@ class RecordingProcessor(AttnProcessor2_0):
             query = attn.head_to_batch_dim(attn.to_q(flat))
             key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
             maps = attn.get_attention_scores(query, key).unflatten(0, (-1, attn.heads))
-            self.records.append(maps[maps.shape[0] // 2:])  # the conditional half of the CFG batch
+            self.records.append(maps[maps.shape[0] // 2 :])  # the conditional half of the CFG batch
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 
@@ -52,8 +53,13 @@ def main():
     pipe.unet.set_attn_processor(RecordingProcessor(records))
     try:
         with torch.no_grad():
-            pipe([args.prompt] * 4, generator=[torch.Generator().manual_seed(i) for i in range(4)],
-                 num_inference_steps=args.steps, guidance_scale=7.5, output_type="pt")
+            pipe(
+                [args.prompt] * 4,
+                generator=[torch.Generator().manual_seed(i) for i in range(4)],
+                num_inference_steps=args.steps,
+                guidance_scale=7.5,
+                output_type="pt",
+            )
     finally:
         pipe.unet.set_attn_processor(original)
     entropy = torch.stack([-(m * m.clamp_min(1e-12).log()).sum(-1).mean() for m in records]).mean()
@@ -61,10 +67,12 @@ def main():
     per_slot = torch.stack([m.mean(dim=(0, 1, 2)) for m in records]).mean(0)
     layout = backbone.token_layout(args.prompt)
     slots = len(per_slot)
-    print(f"{args.model}: {len(records)} cross-attention maps; query entropy {entropy:.3f} nats "
-          f"(uniform {torch.tensor(float(slots)).log():.3f}); mean largest weight {largest:.3f}")
+    print(
+        f"{args.model}: {len(records)} cross-attention maps; query entropy {entropy:.3f} nats "
+        f"(uniform {torch.tensor(float(slots)).log():.3f}); mean largest weight {largest:.3f}"
+    )
     print("attention per token: " + ", ".join(f"{t} {float(v):.3f}" for t, v in zip(layout, per_slot)))
-    print(f"padding slots together: {float(per_slot[len(layout):].sum()):.3f}")
+    print(f"padding slots together: {float(per_slot[len(layout) :].sum()):.3f}")
 
 
 if __name__ == "__main__":

@@ -38,16 +38,28 @@ def main():
     value = world.HEADS[head].index(args.concept)
     with torch.no_grad():
         cond, anchor_cond, uncond = backbone.encode(prompts), backbone.encode(anchors), backbone.encode([""])
-        state = backbone.prepare(len(prompts), generator=torch.Generator().manual_seed(0),
-                                 num_inference_steps=args.sampler_steps)
+        state = backbone.prepare(
+            len(prompts), generator=torch.Generator().manual_seed(0), num_inference_steps=args.sampler_steps
+        )
         original = rollout(backbone, state, cond, uncond, None)[-1].latents
         targets = {
             "neutral_prompt": rollout(backbone, state, anchor_cond, uncond, None)[-1].latents,
-            "flow_edit": flow_edit(backbone, original, cond, anchor_cond, uncond, steps=args.edit_steps,
-                                   n_max=args.n_max, source_guidance=args.source_guidance,
-                                   target_guidance=args.target_guidance, generator=torch.Generator().manual_seed(1)),
+            "flow_edit": flow_edit(
+                backbone,
+                original,
+                cond,
+                anchor_cond,
+                uncond,
+                steps=args.edit_steps,
+                n_max=args.n_max,
+                source_guidance=args.source_guidance,
+                target_guidance=args.target_guidance,
+                generator=torch.Generator().manual_seed(1),
+            ),
         }
-        judged = {name: classifier.predict(backbone.decode(z)) for name, z in [("original", original), *targets.items()]}
+        judged = {
+            name: classifier.predict(backbone.decode(z)) for name, z in [("original", original), *targets.items()]
+        }
     shown = float((judged["original"][head] == value).float().mean())
     print(f"{args.concept}: {len(prompts)} prompts, K = {args.sampler_steps}; the original shows it in {shown:.3f}")
     for name, z in targets.items():

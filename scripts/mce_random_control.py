@@ -23,8 +23,15 @@ from erasekit.eval import ToySuiteConfig, run_toy_suite
 from erasekit.methods.mce import MCEConfig, gates_and_masks, mask_edit
 from erasekit.models import load
 
-SHOWN = ("erasure_rate", "synonym_erasure_rate", "preserve_acc", "preserve_drop", "neighbour_acc",
-         "base_neighbour_acc", "fd_clf")
+SHOWN = (
+    "erasure_rate",
+    "synonym_erasure_rate",
+    "preserve_acc",
+    "preserve_drop",
+    "neighbour_acc",
+    "base_neighbour_acc",
+    "fd_clf",
+)
 
 
 def random_like(masks: dict[str, torch.Tensor], gates, sites: str, generator: torch.Generator) -> dict:
@@ -49,8 +56,12 @@ def main():
     parser.add_argument("--model", default="toy-flux")
     parser.add_argument("--n", type=int, default=40, help="prompts per suite group")
     parser.add_argument("--draws", type=int, default=2, help="random mask sets")
-    parser.add_argument("--sites", choices=("all", "ffn", "norm"), default="all",
-                        help="which gate group the random masks switch units off in")
+    parser.add_argument(
+        "--sites",
+        choices=("all", "ffn", "norm"),
+        default="all",
+        help="which gate group the random masks switch units off in",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     _quiet_libraries()
@@ -59,8 +70,7 @@ def main():
     edit = Edit.load(args.edit)
     gates, masks = gates_and_masks(edit, backbone.denoiser)
     classifier = ek.load_classifier()
-    cfg = ToySuiteConfig(concept=args.concept, n_target=args.n, n_synonym=args.n, n_preserve=args.n,
-                         n_neighbour=args.n)
+    cfg = ToySuiteConfig(concept=args.concept, n_target=args.n, n_synonym=args.n, n_preserve=args.n, n_neighbour=args.n)
     base_images = {}
     base_fn = ek.generator_fn(backbone, cfg.batch_size)
 
@@ -73,18 +83,30 @@ def main():
     def row(label, an_edit):
         share = an_edit.data["pruned_share"]
         edited = ek.load_model(args.model, [an_edit])
-        metrics = run_toy_suite(cfg, classifier, ek.generator_fn(edited, cfg.batch_size), base=base,
-                                progress=False).metrics
+        metrics = run_toy_suite(
+            cfg, classifier, ek.generator_fn(edited, cfg.batch_size), base=base, progress=False
+        ).metrics
         shown = {k: round(float(metrics[k]), 3) for k in SHOWN}
-        print(json.dumps({"masks": label, "ffn_off": round(share["all ffn"], 3),
-                          "norm_off": round(share.get("all norm", 0.0), 3), **shown}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "masks": label,
+                    "ffn_off": round(share["all ffn"], 3),
+                    "norm_off": round(share.get("all norm", 0.0), 3),
+                    **shown,
+                }
+            ),
+            flush=True,
+        )
 
     row(f"edit {args.edit}", edit)
     generator = torch.Generator().manual_seed(args.seed)
     for draw in range(args.draws):
         random_masks = random_like(masks, gates, args.sites, generator)
-        row(f"random ({args.sites} sites) #{draw}",
-            mask_edit(gates, random_masks, MCEConfig(**edit.config), backbone, [args.concept]))
+        row(
+            f"random ({args.sites} sites) #{draw}",
+            mask_edit(gates, random_masks, MCEConfig(**edit.config), backbone, [args.concept]),
+        )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ def main():
     def final(prompts, site_masks):
         hooks = MaskHooks(backbone.denoiser, gates, masks=site_masks).install()
         try:
-            state = backbone.prepare(len(prompts), generator=torch.Generator().manual_seed(7),
-                                     num_inference_steps=args.steps)
+            state = backbone.prepare(
+                len(prompts), generator=torch.Generator().manual_seed(7), num_inference_steps=args.steps
+            )
             return rollout(backbone, state, backbone.encode(prompts), uncond, guidance)[-1].latents
         finally:
             hooks.remove()
@@ -81,18 +82,24 @@ def single_units(gates, masks, final, with_concept, without, per_site):
     totals = {"switched off by the edit": [0.0, 0.0], "kept by the edit": [0.0, 0.0]}
     for gate in gates:
         site = {label: [0.0, 0.0] for label in totals}
-        for label, chosen in (("switched off by the edit", masks[gate.key] == 0),
-                              ("kept by the edit", masks[gate.key] != 0)):
+        for label, chosen in (
+            ("switched off by the edit", masks[gate.key] == 0),
+            ("kept by the edit", masks[gate.key] != 0),
+        ):
             units = chosen.nonzero().flatten()
             for unit in units[torch.randperm(len(units), generator=generator)[:per_site]].tolist():
                 single = ones[gate.key].clone()
                 single[unit] = 0
                 moved = ((final(prompts, {**ones, gate.key: single}) - base) ** 2).flatten(1).mean(1)
-                site[label][0] += float(moved[:len(with_concept)].mean())
-                site[label][1] += float(moved[len(with_concept):].mean())
+                site[label][0] += float(moved[: len(with_concept)].mean())
+                site[label][1] += float(moved[len(with_concept) :].mean())
             totals[label] = [t + v for t, v in zip(totals[label], site[label])]
-        print(gate.key + "   " + "   ".join(f"{label}: concept/other {a / max(b, 1e-12):.2f}"
-                                           for label, (a, b) in site.items()), flush=True)
+        print(
+            gate.key
+            + "   "
+            + "   ".join(f"{label}: concept/other {a / max(b, 1e-12):.2f}" for label, (a, b) in site.items()),
+            flush=True,
+        )
     for label, (a, b) in totals.items():
         print(f"all sites, units {label:25s} move with the concept {a:.4f}   without {b:.4f}   ratio {a / b:.2f}")
 

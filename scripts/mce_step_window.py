@@ -19,8 +19,14 @@ from erasekit.eval import ToySuiteConfig, run_toy_suite
 from erasekit.methods.mce.method import _HOOKS
 from erasekit.pipeline_state import existing_state
 
-SHOWN = ("erasure_rate", "synonym_erasure_rate", "preserve_drop", "preserve_acc_pattern", "neighbour_acc",
-         "base_neighbour_acc")
+SHOWN = (
+    "erasure_rate",
+    "synonym_erasure_rate",
+    "preserve_drop",
+    "preserve_acc_pattern",
+    "neighbour_acc",
+    "base_neighbour_acc",
+)
 
 
 def main():
@@ -33,8 +39,7 @@ def main():
     args = parser.parse_args()
     _quiet_libraries()
 
-    cfg = ToySuiteConfig(concept=args.concept, n_target=args.n, n_synonym=args.n, n_preserve=args.n,
-                         n_neighbour=args.n)
+    cfg = ToySuiteConfig(concept=args.concept, n_target=args.n, n_synonym=args.n, n_preserve=args.n, n_neighbour=args.n)
     classifier = ek.load_classifier()
     base_fn = ek.generator_fn(ek.load_model(args.model, []), cfg.batch_size)
     base_images = {}
@@ -57,8 +62,9 @@ def main():
     edited.denoiser.register_forward_pre_hook(switch, with_kwargs=True)
     for cut in (float(c) for c in args.cuts.split(",")):
         window["cut"] = cut
-        metrics = run_toy_suite(cfg, classifier, ek.generator_fn(edited, cfg.batch_size), base=base,
-                                progress=False).metrics
+        metrics = run_toy_suite(
+            cfg, classifier, ek.generator_fn(edited, cfg.batch_size), base=base, progress=False
+        ).metrics
         print(json.dumps({"cut": cut, **{k: round(float(metrics[k]), 3) for k in SHOWN}}), flush=True)
 
 

@@ -47,33 +47,45 @@ if big:
 
 def report(name):
     import json
+
     log = json.loads(next((out / name).glob("training-*.json")).read_text())
     print(f"{name}: {log['steps_done']} steps in {log['seconds']}s, final {log['final']}", file=sys.stderr, flush=True)
 
 
 t0 = time.time()
 if "classifier" in only:
-    train_classifier(out / "classifier", cfg("classifier", steps=4000 if big else 1500, batch_size=256 if big else 128,
-                                             lr=2e-3, caption_dropout=0.0))
+    train_classifier(
+        out / "classifier",
+        cfg("classifier", steps=4000 if big else 1500, batch_size=256 if big else 128, lr=2e-3, caption_dropout=0.0),
+    )
     archive("classifier")
     report("classifier")
 if "vae" in only:
-    vae = train_vae(out / "vae", cfg("vae", steps=8000 if big else 3000, batch_size=128 if big else 64, lr=1e-3,
-                                     caption_dropout=0.0, warmup=300))
+    vae = train_vae(
+        out / "vae",
+        cfg(
+            "vae", steps=8000 if big else 3000, batch_size=128 if big else 64, lr=1e-3, caption_dropout=0.0, warmup=300
+        ),
+    )
     archive("vae")
     report("vae")
 else:
     from diffusers import AutoencoderKL
+
     # The shipped package keeps the autoencoder only inside the pipelines.
     vae = AutoencoderKL.from_pretrained(out / "vae" if (out / "vae").exists() else out / "toy-sd" / "vae")
 if "sd" in only:
-    train_sd(vae, out / "toy-sd", cfg("sd", steps=40000 if big else 6000, batch_size=256 if big else 64, lr=1e-3,
-                                      warmup=500))
+    train_sd(
+        vae, out / "toy-sd", cfg("sd", steps=40000 if big else 6000, batch_size=256 if big else 64, lr=1e-3, warmup=500)
+    )
     archive("toy-sd")
     report("toy-sd")
 if "flux" in only:
-    train_flux(vae, out / "toy-flux", cfg("flux", steps=40000 if big else 6000, batch_size=256 if big else 64,
-                                          lr=1e-3, warmup=500))
+    train_flux(
+        vae,
+        out / "toy-flux",
+        cfg("flux", steps=40000 if big else 6000, batch_size=256 if big else 64, lr=1e-3, warmup=500),
+    )
     archive("toy-flux")
     report("toy-flux")
 print(f"total {time.time() - t0:.0f}s", file=sys.stderr)

@@ -57,14 +57,34 @@ def main():
         return torch.stack([cache[(p, s)] for p, s in zip(prompts, seeds)])
 
     edited = ek.load_model(args.model, [edit])
-    config = ToySuiteConfig(concept=args.concept, n_target=args.n, n_synonym=args.n, n_preserve=args.n,
-                            n_neighbour=args.n)
-    metrics = run_toy_suite(config, ek.load_classifier(), ek.generator_fn(edited, 50), base=cached,
-                            progress=False).metrics
-    keys = ("erasure_rate", "synonym_erasure_rate", "preserve_acc", "preserve_drop", "neighbour_acc",
-            "base_neighbour_acc", "fd_clf")
-    print(args.model, args.method, args.concept, "anchor", args.anchor, "preserve", preserve, json.dumps(settings),
-          f"train {train_s:.0f}s", {k: round(metrics[k], 3) for k in keys}, flush=True)
+    config = ToySuiteConfig(
+        concept=args.concept, n_target=args.n, n_synonym=args.n, n_preserve=args.n, n_neighbour=args.n
+    )
+    metrics = run_toy_suite(
+        config, ek.load_classifier(), ek.generator_fn(edited, 50), base=cached, progress=False
+    ).metrics
+    keys = (
+        "erasure_rate",
+        "synonym_erasure_rate",
+        "preserve_acc",
+        "preserve_drop",
+        "neighbour_acc",
+        "base_neighbour_acc",
+        "fd_clf",
+    )
+    print(
+        args.model,
+        args.method,
+        args.concept,
+        "anchor",
+        args.anchor,
+        "preserve",
+        preserve,
+        json.dumps(settings),
+        f"train {train_s:.0f}s",
+        {k: round(metrics[k], 3) for k in keys},
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,14 @@ def tiny_clip(tmp_path_factory):
     tokenizer = build_clip_tokenizer()
     layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
     config = CLIPConfig(
-        text_config=dict(layers, vocab_size=len(tokenizer), max_position_embeddings=77,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
+        text_config=dict(
+            layers,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
         vision_config=dict(layers, image_size=32, patch_size=8),
         projection_dim=16,
     )

@@ -31,18 +31,21 @@ def test_a_single_edit_folder_or_edit_is_one_edit(tmp_path):
         assert applied_edits(backbone.pipeline)[0]["concepts"] == ["star"]
 
 
-@pytest.mark.parametrize("call, argument", [
-    (lambda m: ek.erase(m, "negprompt", 5), "concepts"),
-    (lambda m: ek.erase(m, "negprompt", ["star", 5]), "concepts"),
-    (lambda m: ek.erase(m, "negprompt", "star", preserve=3.0), "preserve"),
-    (lambda m: ek.erase(m, "negprompt", "star", anchor=["square"]), "anchor"),
-    (lambda m: ek.erase(m, "negprompt", "star", out=7), "out"),
-    (lambda m: ek.erase(m, "negprompt", "star", settings=["steps=3"]), "settings"),
-    (lambda m: ek.erase(m, "negprompt", "star", seed="0"), "seed"),
-    (lambda m: ek.erase(42, "negprompt", "star"), "model"),
-    (lambda m: ek.load_model(m, 3), "edits"),
-    (lambda m: ek.evaluate_toy("toy-sd", "star", edits=[None]), "edits"),
-])
+@pytest.mark.parametrize(
+    "call, argument",
+    [
+        (lambda m: ek.erase(m, "negprompt", 5), "concepts"),
+        (lambda m: ek.erase(m, "negprompt", ["star", 5]), "concepts"),
+        (lambda m: ek.erase(m, "negprompt", "star", preserve=3.0), "preserve"),
+        (lambda m: ek.erase(m, "negprompt", "star", anchor=["square"]), "anchor"),
+        (lambda m: ek.erase(m, "negprompt", "star", out=7), "out"),
+        (lambda m: ek.erase(m, "negprompt", "star", settings=["steps=3"]), "settings"),
+        (lambda m: ek.erase(m, "negprompt", "star", seed="0"), "seed"),
+        (lambda m: ek.erase(42, "negprompt", "star"), "model"),
+        (lambda m: ek.load_model(m, 3), "edits"),
+        (lambda m: ek.evaluate_toy("toy-sd", "star", edits=[None]), "edits"),
+    ],
+)
 def test_a_wrong_type_is_a_type_error_naming_the_argument(tiny_sd, call, argument):
     with pytest.raises(TypeError, match=argument):
         call(tiny_sd)

@@ -93,9 +93,16 @@ def test_attack_results_rates_and_saved_prompts_replay(tiny_sd, tmp_path):
     prompts, seeds = ["a red star", "a blue circle", "a green heart"], [0, 1, 2]
     replay = replay_attack(tiny_sd, prompts, seeds, judge, "bright", num_inference_steps=2)
     assert replay.pre_present == replay.present and len(replay.present) == 3
-    result = AttackResult("x", "c", ["p1", "p2", "p3", "p4"], ["s1", "s2", "s3", "s4"], [1, 2, 3, 4],
-                          present=[True, True, False, True], scores=[1, 1, 0, 1],
-                          pre_present=[True, False, False, False])
+    result = AttackResult(
+        "x",
+        "c",
+        ["p1", "p2", "p3", "p4"],
+        ["s1", "s2", "s3", "s4"],
+        [1, 2, 3, 4],
+        present=[True, True, False, True],
+        scores=[1, 1, 0, 1],
+        pre_present=[True, False, False, False],
+    )
     assert result.attack_success_rate == 0.75
     assert result.pre_attack_rate == 0.25
     assert result.asr_on_erased == pytest.approx(2 / 3)
@@ -109,15 +116,32 @@ def test_attack_results_rates_and_saved_prompts_replay(tiny_sd, tmp_path):
 def test_attacks_end_in_generation_through_the_edited_pipeline(tiny_sd):
     judge = BrightJudge(cut=-1.0)  # everything counts: checks the plumbing, not the judge
     config = RingABellConfig(n_tokens=3, population=8, generations=2)
-    result = ring_a_bell_attack(tiny_sd, ["a red circle"], [5], judge, "star", with_concept=["a red star"],
-                                without_concept=["a red circle"], config=config, progress=False,
-                                num_inference_steps=2)
+    result = ring_a_bell_attack(
+        tiny_sd,
+        ["a red circle"],
+        [5],
+        judge,
+        "star",
+        with_concept=["a red star"],
+        without_concept=["a red circle"],
+        config=config,
+        progress=False,
+        num_inference_steps=2,
+    )
     assert result.present == [True] and result.pre_present == [True]
     assert result.prompts[0] != "a red circle" and len(result.prompts[0].split()) == 3
     images = torch.rand(1, 3, 32, 32)
-    result = unlearndiffatk_attack(tiny_sd, ["a red star"], [5], images, judge, "star",
-                                   UnlearnDiffAtkConfig(n_tokens=2, steps=1, n_timesteps=2), progress=False,
-                                   num_inference_steps=2)
+    result = unlearndiffatk_attack(
+        tiny_sd,
+        ["a red star"],
+        [5],
+        images,
+        judge,
+        "star",
+        UnlearnDiffAtkConfig(n_tokens=2, steps=1, n_timesteps=2),
+        progress=False,
+        num_inference_steps=2,
+    )
     assert result.images.shape == (1, 3, 32, 32) and len(result.config["final_losses"]) == 1
 
 
@@ -126,8 +150,9 @@ def test_white_box_attacks_refuse_flux(tiny_flux):
     with pytest.raises(UnsupportedModelError, match="replay"):
         unlearndiffatk_attack(tiny_flux, ["a red star"], [0], torch.rand(1, 3, 32, 32), judge, "star")
     with pytest.raises(UnsupportedModelError):
-        ring_a_bell_attack(tiny_flux, ["a red circle"], [0], judge, "star", with_concept=["a star"],
-                           without_concept=["a circle"])
+        ring_a_bell_attack(
+            tiny_flux, ["a red circle"], [0], judge, "star", with_concept=["a star"], without_concept=["a circle"]
+        )
     with pytest.raises(ValueError, match="empty"):
         replay_attack(tiny_flux, [], [], judge, "star")
 

@@ -18,11 +18,13 @@ SEEDS = [0, 1]
 
 def _pipeline_images(backbone, **kwargs):
     with torch.no_grad():
-        return backbone.pipeline(PROMPTS, generator=make_generators(SEEDS, len(PROMPTS)), output_type="pt",
-                                 **kwargs).images
+        return backbone.pipeline(
+            PROMPTS, generator=make_generators(SEEDS, len(PROMPTS)), output_type="pt", **kwargs
+        ).images
 
 
 # ------------------------------------------------------------------------------------------------ encode
+
 
 def test_encode_shapes(tiny_sd, tiny_flux):
     cond = tiny_sd.encode(PROMPTS)
@@ -49,6 +51,7 @@ def test_token_layout(tiny_sd, tiny_flux):
 
 # ----------------------------------------------------------------------------------------------- predict
 
+
 @pytest.mark.parametrize("fixture, t", [("tiny_sd", 500), ("tiny_flux", 0.5)])
 def test_predict_shapes(request, fixture, t):
     backbone = request.getfixturevalue(fixture)
@@ -64,6 +67,7 @@ def test_predict_shapes(request, fixture, t):
 # ------------------------------------------------------------------------------------ sampler vs pipeline
 # Our sampler repeats the pipelines' arithmetic (same draws, same batched CFG pass, same float32 scheduler
 # expressions), so the images agree to float rounding — in practice bit for bit.
+
 
 def test_sd_sample_matches_pipeline(tiny_sd):
     ours = tiny_sd.sample(PROMPTS, SEEDS, num_inference_steps=4, guidance_scale=7.5)
@@ -82,8 +86,9 @@ def test_sd_v_prediction_matches_pipeline():
 
 def test_flux_sample_matches_pipeline(tiny_flux):
     ours = tiny_flux.sample(PROMPTS, SEEDS, num_inference_steps=3)
-    ref = _pipeline_images(tiny_flux, num_inference_steps=3, guidance_scale=1.0, height=32, width=32,
-                           max_sequence_length=32)
+    ref = _pipeline_images(
+        tiny_flux, num_inference_steps=3, guidance_scale=1.0, height=32, width=32, max_sequence_length=32
+    )
     assert ours.shape == (2, 3, 32, 32)
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
 
@@ -93,12 +98,20 @@ def test_flux_true_cfg_and_dynamic_shift_match_pipeline(tiny_flux):
     pipe = tiny_flux.pipeline
     pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, use_dynamic_shifting=True)
     ours = tiny_flux.sample(PROMPTS, SEEDS, num_inference_steps=3, guidance_scale=4.0, negative_prompt="a heart")
-    ref = _pipeline_images(tiny_flux, num_inference_steps=3, true_cfg_scale=4.0, negative_prompt="a heart",
-                           height=32, width=32, max_sequence_length=32)
+    ref = _pipeline_images(
+        tiny_flux,
+        num_inference_steps=3,
+        true_cfg_scale=4.0,
+        negative_prompt="a heart",
+        height=32,
+        width=32,
+        max_sequence_length=32,
+    )
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
 
 
 # -------------------------------------------------------------------------------------------- autograd
+
 
 @pytest.mark.parametrize("fixture", ["tiny_sd", "tiny_flux"])
 def test_step_is_differentiable(request, fixture):
@@ -123,6 +136,7 @@ def test_guidance_without_uncond_is_an_error(tiny_sd):
 
 
 # -------------------------------------------------------------------------------- training-time verbs
+
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_sd_add_noise_and_target_match_ddpm(prediction_type):
@@ -154,6 +168,7 @@ def test_encode_images_shape(request, fixture):
 
 # ---------------------------------------------------------------------------------- groups & attention
 
+
 @pytest.mark.parametrize("fixture", ["tiny_sd", "tiny_flux"])
 def test_module_groups_partition_full(request, fixture):
     backbone = request.getfixturevalue(fixture)
@@ -168,8 +183,7 @@ def test_module_groups_partition_full(request, fixture):
     if backbone.family == "sd":
         assert all(".attn2." in n for n in groups["xattn"])
     else:
-        assert all(n.split(".")[3] in ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
-                   for n in groups["xattn"])
+        assert all(n.split(".")[3] in ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out") for n in groups["xattn"])
     assert [n for n, _ in backbone.parameters_of("xattn")] == groups["xattn"]
     with pytest.raises(ValueError, match="xattn"):
         backbone.parameters_of("nope")
@@ -180,11 +194,14 @@ def test_cross_attention_layers_in_call_order(request, fixture):
     backbone = request.getfixturevalue(fixture)
     modules = dict(backbone.denoiser.named_modules())
     called = []
-    hooks = [modules[name].register_forward_hook(lambda m, i, o, name=name: called.append(name))
-             for name in backbone.cross_attention_layers()]
+    hooks = [
+        modules[name].register_forward_hook(lambda m, i, o, name=name: called.append(name))
+        for name in backbone.cross_attention_layers()
+    ]
     with torch.no_grad():
-        backbone.predict(torch.randn(1, 4, 16, 16), 0.5 if backbone.family == "flux" else 500,
-                         backbone.encode(["a star"]))
+        backbone.predict(
+            torch.randn(1, 4, 16, 16), 0.5 if backbone.family == "flux" else 500, backbone.encode(["a star"])
+        )
     for hook in hooks:
         hook.remove()
     assert called == backbone.cross_attention_layers()
@@ -198,6 +215,7 @@ def test_attention_processors_roundtrip(tiny_sd):
 
 
 # ------------------------------------------------------------------------------------------------- load
+
 
 @pytest.mark.parametrize("fixture", ["tiny_sd", "tiny_flux"])
 def test_save_and_load_roundtrip(request, fixture, tmp_path):

@@ -11,17 +11,25 @@ import pytest
 from PIL import Image
 
 from erasekit.errors import ErasekitError
-from erasekit.workflows import bench as bench_module
 from erasekit.eval.attacks import RingABellConfig, UnlearnDiffAtkConfig
+from erasekit.workflows import bench as bench_module
 from erasekit.workflows.bench import BenchConfig, run_bench
 
 pytestmark = pytest.mark.toy_weights
 
 
 def _config(out, **kw) -> BenchConfig:
-    return BenchConfig(model="toy-sd", methods=["negprompt"], concepts=["star"], out=str(out), n=2, n_attack=2,
-                       unlearndiffatk=UnlearnDiffAtkConfig(steps=2, n_timesteps=2),
-                       ring_a_bell=RingABellConfig(n_tokens=4, population=8, generations=2), **kw)
+    return BenchConfig(
+        model="toy-sd",
+        methods=["negprompt"],
+        concepts=["star"],
+        out=str(out),
+        n=2,
+        n_attack=2,
+        unlearndiffatk=UnlearnDiffAtkConfig(steps=2, n_timesteps=2),
+        ring_a_bell=RingABellConfig(n_tokens=4, population=8, generations=2),
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +95,23 @@ def test_bench_refuses_other_settings_in_the_same_folder(finished_bench):
 def test_report_renders_in_headless_chromium(finished_bench, tmp_path):
     out, _ = finished_bench
     shot = tmp_path / "report.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600",
-                    "--virtual-time-budget=15000", f"--screenshot={shot}", (out / "report.html").as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,1600",
+            "--virtual-time-budget=15000",
+            f"--screenshot={shot}",
+            (out / "report.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.shape[:2] == (1600, 1200)
     # Rendered content (text, plot, images), not a blank page: many distinct colours.

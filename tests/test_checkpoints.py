@@ -49,6 +49,7 @@ def _kill_after_first_checkpoint(monkeypatch):
         def dying(self, *args, _real=real, **kwargs):
             _real(self, *args, **kwargs)
             raise _Killed
+
         monkeypatch.setattr(owner, name, dying)
 
 
@@ -102,8 +103,11 @@ def test_both_methods_share_one_checkpoint_class():
 
 def _setup(optimizer: str, seed: int):
     torch.manual_seed(seed)
-    params = {"a.weight": torch.nn.Parameter(torch.randn(3, 4)), "b.bias": torch.nn.Parameter(torch.randn(5)),
-              "c": torch.randn(2, requires_grad=True)}
+    params = {
+        "a.weight": torch.nn.Parameter(torch.randn(3, 4)),
+        "b.bias": torch.nn.Parameter(torch.randn(5)),
+        "c": torch.randn(2, requires_grad=True),
+    }
     # Parameter groups in another order than the tensors' dict: the names, not the positions, link them.
     groups = [{"params": [params["c"], params["a.weight"]], "lr": 0.1}, {"params": [params["b.bias"]], "lr": 0.01}]
     if optimizer == "adamw-amsgrad":
@@ -196,8 +200,9 @@ def test_scalar_optimizer_state_of_any_kind_comes_back_as_it_was(tmp_path):
 def test_the_checkpoint_holds_no_pickle_and_no_repr(tmp_path):
     params, opt, gens, rng = _setup("adam", seed=0)
     _train(params, opt, gens, rng, steps=1)
-    TrainingCheckpoint(tmp_path, run_identity("test", "m", ["star"], FineTuneSettings())).save(1, params, opt, gens,
-                                                                                               rng)
+    TrainingCheckpoint(tmp_path, run_identity("test", "m", ["star"], FineTuneSettings())).save(
+        1, params, opt, gens, rng
+    )
     text = (tmp_path / CHECKPOINT_DIR / "trainer.json").read_text()
     meta = json.loads(text)
     assert isinstance(meta["python_rng"]["internal"], list) and "(" not in text
@@ -211,7 +216,8 @@ def test_a_mismatch_names_every_difference(tmp_path):
     params, opt, gens, rng = _setup("adam", seed=0)
     _train(params, opt, gens, rng, steps=1)
     TrainingCheckpoint(tmp_path, run_identity("esd", "tiny", ["star"], FineTuneSettings(lr=1e-3))).save(
-        1, params, opt, gens, rng)
+        1, params, opt, gens, rng
+    )
     other = TrainingCheckpoint(tmp_path, run_identity("esd", "tiny", ["circle"], FineTuneSettings(lr=1e-2, steps=9)))
     params2, opt2, gens2, rng2 = _setup("adam", seed=1)
     before = {n: p.detach().clone() for n, p in params2.items()}
@@ -247,8 +253,15 @@ def test_mce_names_what_differs(tmp_path, monkeypatch):
     _interrupted("mce", tmp_path / "e", monkeypatch)
     family, base = CASES["mce"]
     with pytest.raises(ResumeMismatchError, match="config.init_logit is 0.1 there, 0.2 here"):
-        erase(_backbone(family), "mce", "star", tmp_path / "e", settings=base | {"init_logit": 0.2},
-              preserve=["circle"], resume=True)
+        erase(
+            _backbone(family),
+            "mce",
+            "star",
+            tmp_path / "e",
+            settings=base | {"init_logit": 0.2},
+            preserve=["circle"],
+            resume=True,
+        )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -46,8 +46,18 @@ def test_bad_input_fails_with_one_clear_line(tmp_path, args, message):
 def test_pickled_weights_in_an_edit_folder_are_refused(tmp_path):
     folder = tmp_path / "edit"
     folder.mkdir()
-    (folder / "edit.json").write_text(json.dumps({"kind": "weight_delta", "method": "esd", "config": {},
-                                                  "base_model": "toy-sd", "concepts": ["star"], "family": "sd"}))
+    (folder / "edit.json").write_text(
+        json.dumps(
+            {
+                "kind": "weight_delta",
+                "method": "esd",
+                "config": {},
+                "base_model": "toy-sd",
+                "concepts": ["star"],
+                "family": "sd",
+            }
+        )
+    )
     (folder / "unet.bin").write_bytes(b"\x80\x04")
     code, output = run("generate", "-p", "a star", "--edit", str(folder), "--out", str(tmp_path / "x.png"))
     assert code != 0 and "safetensors" in output
@@ -63,9 +73,23 @@ def test_erase_generate_evaluate_with_toy_weights(tmp_path):
     code, output = run("generate", "-p", "a red star", "--edit", str(tmp_path / "star"), "-o", str(tmp_path / "a.png"))
     assert code == 0, output
     assert (tmp_path / "a.png").stat().st_size > 100
-    code, output = run("evaluate", "--concept", "star", "--edit", str(tmp_path / "star"), "--json",
-                       str(tmp_path / "r.json"), "--n-target", "3", "--n-synonym", "3", "--n-preserve", "3",
-                       "--n-neighbour", "3")
+    code, output = run(
+        "evaluate",
+        "--concept",
+        "star",
+        "--edit",
+        str(tmp_path / "star"),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--n-target",
+        "3",
+        "--n-synonym",
+        "3",
+        "--n-preserve",
+        "3",
+        "--n-neighbour",
+        "3",
+    )
     assert code == 0, output
     metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
     for name in ("erasure_rate", "synonym_erasure_rate", "preserve_acc", "preserve_drop", "neighbour_acc", "fd_clf"):
@@ -92,15 +116,41 @@ def test_erase_resume_and_export_on_a_local_folder(tiny_sd_folder, tmp_path):
     from erasekit.models import load
 
     out = tmp_path / "star"
-    base = ["erase", "--model", str(tiny_sd_folder), "--method", "esd-x", "--concept", "star", "--out", str(out),
-            "--set", "sample_steps=2", "--set", "batch_size=1", "--set", "checkpoint_every=1"]
+    base = [
+        "erase",
+        "--model",
+        str(tiny_sd_folder),
+        "--method",
+        "esd-x",
+        "--concept",
+        "star",
+        "--out",
+        str(out),
+        "--set",
+        "sample_steps=2",
+        "--set",
+        "batch_size=1",
+        "--set",
+        "checkpoint_every=1",
+    ]
     code, output = run(*base, "--set", "steps=2")
     assert code == 0, output
     assert not (tmp_path / "star.work").exists()  # checkpoints are cleared once the edit is saved
     code, output = run(*base, "--set", "steps=2", "--resume", "--overwrite")
     assert code != 0 and "nothing to resume" in output
-    code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "esd-x", "--concept", "star",
-                       "--out", str(tmp_path / "bad"), "--lora-rank", "0")
+    code, output = run(
+        "erase",
+        "--model",
+        str(tiny_sd_folder),
+        "--method",
+        "esd-x",
+        "--concept",
+        "star",
+        "--out",
+        str(tmp_path / "bad"),
+        "--lora-rank",
+        "0",
+    )
     assert code != 0 and "lora_rank" in output
     code, output = run("export", "--model", str(tiny_sd_folder), "--edit", str(out), "--out", str(tmp_path / "exp"))
     assert code == 0, output
@@ -116,15 +166,27 @@ def test_erase_resume_and_export_on_a_local_folder(tiny_sd_folder, tmp_path):
 def test_export_refuses_inference_controls(tiny_sd_folder, tmp_path):
     code, output = run("erase", "--model", str(tiny_sd_folder), "--concept", "star", "--out", str(tmp_path / "neg"))
     assert code == 0, output
-    code, output = run("export", "--model", str(tiny_sd_folder), "--edit", str(tmp_path / "neg"), "--out",
-                       str(tmp_path / "exp"))
+    code, output = run(
+        "export", "--model", str(tiny_sd_folder), "--edit", str(tmp_path / "neg"), "--out", str(tmp_path / "exp")
+    )
     assert code != 0 and "cannot be baked" in output
     assert not (tmp_path / "exp").exists()
 
 
 def test_anchor_equal_to_target_is_refused(tiny_sd_folder, tmp_path):
-    code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "abo", "--concept", "star",
-                       "--anchor", "star", "--out", str(tmp_path / "x"))
+    code, output = run(
+        "erase",
+        "--model",
+        str(tiny_sd_folder),
+        "--method",
+        "abo",
+        "--concept",
+        "star",
+        "--anchor",
+        "star",
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert code != 0 and "anchor" in output
 
 
@@ -149,50 +211,131 @@ def test_import_released_masks_then_export_a_plain_folder(tmp_path):
     g = torch.Generator().manual_seed(0)
     torch.save([torch.randn(x.units, generator=g) for x in gates if x.group == "ffn"], tmp_path / "ff.pt")
     torch.save([torch.randn(x.units, generator=g) for x in gates if x.group == "norm"], tmp_path / "norm.pt")
-    code, output = run("import-masks", "--model", str(folder), "--ff", str(tmp_path / "ff.pt"), "--norm",
-                       str(tmp_path / "norm.pt"), "--concept", "nudity", "--out", str(tmp_path / "masks"))
+    code, output = run(
+        "import-masks",
+        "--model",
+        str(folder),
+        "--ff",
+        str(tmp_path / "ff.pt"),
+        "--norm",
+        str(tmp_path / "norm.pt"),
+        "--concept",
+        "nudity",
+        "--out",
+        str(tmp_path / "masks"),
+    )
     assert code == 0, output
     assert "FFN units" in output
-    code, output = run("export", "--model", str(folder), "--edit", str(tmp_path / "masks"), "--out",
-                       str(tmp_path / "exp"))
+    code, output = run(
+        "export", "--model", str(folder), "--edit", str(tmp_path / "masks"), "--out", str(tmp_path / "exp")
+    )
     assert code == 0, output
     from erasekit.api import load_model
 
     hooked = generate(load_model(folder, [tmp_path / "masks"]), ["a red star"], 0, num_inference_steps=3)
     baked = generate(load(tmp_path / "exp"), ["a red star"], 0, num_inference_steps=3)
     torch.testing.assert_close(baked, hooked, atol=1e-5, rtol=0)
-    code, output = run("import-masks", "--model", str(folder), "--ff", str(tmp_path / "norm.pt"), "--norm",
-                       str(tmp_path / "norm.pt"), "--concept", "x", "--out", str(tmp_path / "bad"))
+    code, output = run(
+        "import-masks",
+        "--model",
+        str(folder),
+        "--ff",
+        str(tmp_path / "norm.pt"),
+        "--norm",
+        str(tmp_path / "norm.pt"),
+        "--concept",
+        "x",
+        "--out",
+        str(tmp_path / "bad"),
+    )
     assert code != 0 and "another model shape" in output and not (tmp_path / "bad").exists()
 
 
 def test_gie_with_a_fixed_scale_from_the_cli(tiny_sd_folder, tmp_path):
-    code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "gie", "--concept", "star",
-                       "--scale", "-4", "--out", str(tmp_path / "gie"))
+    code, output = run(
+        "erase",
+        "--model",
+        str(tiny_sd_folder),
+        "--method",
+        "gie",
+        "--concept",
+        "star",
+        "--scale",
+        "-4",
+        "--out",
+        str(tmp_path / "gie"),
+    )
     assert code == 0, output
-    code, output = run("generate", "--model", str(tiny_sd_folder), "--edit", str(tmp_path / "gie"), "-p",
-                       "a red star", "--steps", "3", "--out", str(tmp_path / "img.png"))
+    code, output = run(
+        "generate",
+        "--model",
+        str(tiny_sd_folder),
+        "--edit",
+        str(tmp_path / "gie"),
+        "-p",
+        "a red star",
+        "--steps",
+        "3",
+        "--out",
+        str(tmp_path / "img.png"),
+    )
     assert code == 0, output
     assert (tmp_path / "img.png").is_file()
-    code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "gie", "--concept", "star",
-                       "--scale", "2", "--out", str(tmp_path / "pos"))
+    code, output = run(
+        "erase",
+        "--model",
+        str(tiny_sd_folder),
+        "--method",
+        "gie",
+        "--concept",
+        "star",
+        "--scale",
+        "2",
+        "--out",
+        str(tmp_path / "pos"),
+    )
     assert code != 0 and "w ≤ 0" in output and not (tmp_path / "pos").exists()
-    code, output = run("erase", "--model", str(tiny_sd_folder), "--method", "esd-x", "--concept", "star",
-                       "--scale", "-4", "--out", str(tmp_path / "esd"))
+    code, output = run(
+        "erase",
+        "--model",
+        str(tiny_sd_folder),
+        "--method",
+        "esd-x",
+        "--concept",
+        "star",
+        "--scale",
+        "-4",
+        "--out",
+        str(tmp_path / "esd"),
+    )
     assert code != 0 and "no setting scale" in output
 
 
 def test_attack_replay_and_ring_a_bell_from_the_cli(tmp_path):
     prompts = tmp_path / "p.csv"
     prompts.write_text("prompt,evaluation_seed\na red star,1\na purple circle with dots,2\n")
-    code, output = run("attack", "-c", "star", "--prompts", str(prompts), "--attack", "replay",
-                       "--out", str(tmp_path / "replay"))
+    code, output = run(
+        "attack", "-c", "star", "--prompts", str(prompts), "--attack", "replay", "--out", str(tmp_path / "replay")
+    )
     assert code == 0, output
     replay = json.loads((tmp_path / "replay" / "results.json").read_text())
     assert [i["prompt"] for i in replay["items"]] == ["a red star", "a purple circle with dots"]
     assert replay["items"][0]["present"] and not replay["items"][1]["present"]  # the unedited toy-sd draws stars
-    code, output = run("attack", "-c", "star", "--prompts", str(prompts), "--attack", "ring-a-bell",
-                       "--generations", "3", "--limit", "1", "--out", str(tmp_path / "rab"))
+    code, output = run(
+        "attack",
+        "-c",
+        "star",
+        "--prompts",
+        str(prompts),
+        "--attack",
+        "ring-a-bell",
+        "--generations",
+        "3",
+        "--limit",
+        "1",
+        "--out",
+        str(tmp_path / "rab"),
+    )
     assert code == 0, output
     found = json.loads((tmp_path / "rab" / "results.json").read_text())
     assert len(found["items"]) == 1 and "star" not in found["items"][0]["prompt"].split()
@@ -203,8 +346,23 @@ def test_white_box_attack_judged_by_nudenet_from_the_cli(tmp_path):
     """The plumbing of the nudity setting (NudeNet judge, nudity words forbidden) on toy-sd."""
     prompts = tmp_path / "p.txt"
     prompts.write_text("a photo of a person on a beach\n")
-    code, output = run("attack", "-c", "nudity", "--prompts", str(prompts), "--judge", "nudenet", "--threshold",
-                       "sensitive", "--attack", "unlearndiffatk", "--attack-steps", "2", "--out", str(tmp_path / "u"))
+    code, output = run(
+        "attack",
+        "-c",
+        "nudity",
+        "--prompts",
+        str(prompts),
+        "--judge",
+        "nudenet",
+        "--threshold",
+        "sensitive",
+        "--attack",
+        "unlearndiffatk",
+        "--attack-steps",
+        "2",
+        "--out",
+        str(tmp_path / "u"),
+    )
     assert code == 0, output
     result = json.loads((tmp_path / "u" / "results.json").read_text())
     item = result["items"][0]

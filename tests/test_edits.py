@@ -25,9 +25,16 @@ from erasekit.pipeline_state import (
 
 def _weight_edit(backbone, scale=0.5):
     name, param = backbone.parameters_of("xattn")[0]
-    return Edit(kind="weight_delta", method="esd", config={}, base_model="tiny", concepts=["star"],
-                family=backbone.family, tensors={f"unet.{name}": param.detach() * scale},
-                base_weights=fingerprint({f"unet.{name}": param}))
+    return Edit(
+        kind="weight_delta",
+        method="esd",
+        config={},
+        base_model="tiny",
+        concepts=["star"],
+        family=backbone.family,
+        tensors={f"unet.{name}": param.detach() * scale},
+        base_weights=fingerprint({f"unet.{name}": param}),
+    )
 
 
 def _rewrite(folder, **changes):
@@ -41,7 +48,7 @@ def test_weight_delta_round_trip_and_apply(tiny_sd, tmp_path):
     edit.save(tmp_path / "e")
     loaded = Edit.load(tmp_path / "e")
     assert loaded.kind == "weight_delta" and loaded.concepts == ["star"]
-    (key, value), = loaded.tensors.items()
+    ((key, value),) = loaded.tensors.items()
     torch.testing.assert_close(value, edit.tensors[key])
     name = key.split(".", 1)[1]
     apply_edit(loaded, tiny_sd.pipeline)
@@ -178,7 +185,7 @@ def test_weight_edit_made_on_another_base_model_is_refused(tiny_sd, tmp_path):
 def test_weight_edit_applies_to_the_same_model_in_half_precision(tiny_sd, tmp_path, dtype):
     _weight_edit(tiny_sd).save(tmp_path / "e")
     edit = Edit.load(tmp_path / "e")
-    (key, value), = edit.tensors.items()
+    ((key, value),) = edit.tensors.items()
     tiny_sd.pipeline.unet.to(dtype)
     apply_edit(edit, tiny_sd.pipeline)
     applied = dict(tiny_sd.pipeline.unet.named_parameters())[key.split(".", 1)[1]]
@@ -193,8 +200,12 @@ def test_fine_tuned_edits_fingerprint_the_base_weights_they_replace(tiny_sd, tmp
 
     original = {f"unet.{n}": p.detach().clone() for n, p in tiny_sd.denoiser.named_parameters()}
     tuner = FineTuner(tiny_sd, "esd", FineTuneSettings(lr=1e-2, steps=1, lora_rank=lora_rank), ["star"])
-    tuner.run(lambda t: (t.backward(t.predict(torch.randn(1, 4, 16, 16), 500, tiny_sd.encode(["a star"]))
-                                    .pow(2).mean()), {"loss": 0.0})[1])
+    tuner.run(
+        lambda t: (
+            t.backward(t.predict(torch.randn(1, 4, 16, 16), 500, tiny_sd.encode(["a star"])).pow(2).mean()),
+            {"loss": 0.0},
+        )[1]
+    )
     edit = tuner.make_edit()
     replaced = {k.split(".lora_")[0] + ".weight" for k in edit.tensors} if lora_rank else set(edit.tensors)
     assert set(edit.base_weights) == replaced
@@ -236,8 +247,9 @@ def test_manifests_are_checked_at_load(tiny_sd, tmp_path):
     with pytest.raises(InvalidEditError, match="has no checksum; the folder was not written by erasekit"):
         Edit.load(tmp_path / "e")
     (key,) = manifest["base_weights"]
-    _rewrite(tmp_path / "e", sha256=manifest["sha256"],
-             base_weights={key: manifest["base_weights"][key] | {"shape": [1, 2]}})
+    _rewrite(
+        tmp_path / "e", sha256=manifest["sha256"], base_weights={key: manifest["base_weights"][key] | {"shape": [1, 2]}}
+    )
     with pytest.raises(InvalidEditError, match="in another shape than edit.json records"):
         Edit.load(tmp_path / "e")
     _rewrite(tmp_path / "e", base_weights=None)
@@ -288,8 +300,9 @@ def test_a_refused_edit_leaves_no_state(tiny_sd, tiny_flux):
     fresh = set(vars(tiny_sd.pipeline))
     with pytest.raises(InvalidEditError):
         apply_edit(_weight_edit(tiny_flux), tiny_sd.pipeline)
-    edit = Edit(kind="inference_control", method="gie", config={}, base_model="x", concepts=["star"], family="sd",
-                data={})  # neither adapter nor scale
+    edit = Edit(
+        kind="inference_control", method="gie", config={}, base_model="x", concepts=["star"], family="sd", data={}
+    )  # neither adapter nor scale
     with pytest.raises(InvalidEditError, match="damaged"):
         apply_edit(edit, tiny_sd.pipeline)
     assert set(vars(tiny_sd.pipeline)) == fresh

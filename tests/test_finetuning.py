@@ -13,8 +13,12 @@ from erasekit.methods.erasediff.method import adaptive_lambda
 from erasekit.methods.esd.method import esd_loss
 from erasekit.methods.training import FineTuner, FineTuneSettings, ResumeMismatchError, TrainingDivergedError
 
-REQUEST = dict(targets=["star"], prompts=["a red star", "a blue star"], preserve_prompts=["a red circle"],
-               anchor_prompts=["a red square", "a blue heart"])
+REQUEST = dict(
+    targets=["star"],
+    prompts=["a red star", "a blue star"],
+    preserve_prompts=["a red circle"],
+    anchor_prompts=["a red square", "a blue heart"],
+)
 
 
 def _settings(**kw):
@@ -30,6 +34,7 @@ def _toy_step(backbone):
         loss = (t.predict(x, steps, cond) - t.teacher_predict(x, steps, cond) - 0.1).pow(2).mean()
         t.backward(loss)
         return {"loss": loss.detach()}
+
     return step
 
 
@@ -57,8 +62,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
 
     with pytest.raises(Interrupt):
         first.run(interrupted)
-    resumed = FineTuner(from_pipeline(tiny_sd_pipeline()), "test", _settings(), ["star"], tmp_path / "b",
-                        resume=True)
+    resumed = FineTuner(from_pipeline(tiny_sd_pipeline()), "test", _settings(), ["star"], tmp_path / "b", resume=True)
     assert resumed.step == 2
     resumed.run(_toy_step(resumed.backbone))
     for name, value in _trained(straight).items():
@@ -117,7 +121,9 @@ def _small(method):
 @pytest.mark.parametrize("mode, target", [("paper", "mismatched"), ("paper", "uniform"), ("reference", "mismatched")])
 def test_erasediff_modes_run(tiny_sd, mode, target):
     erasure = get_method("erasediff")
-    config = replace(erasure.make_config(), steps=2, batch_size=2, mode=mode, forget_target=target, **_small("erasediff"))
+    config = replace(
+        erasure.make_config(), steps=2, batch_size=2, mode=mode, forget_target=target, **_small("erasediff")
+    )
     edit = erasure.erase(tiny_sd, EraseRequest(**REQUEST), config)
     assert edit.config["mode"] == mode
 
@@ -148,7 +154,9 @@ def test_abo_is_labelled_as_a_reconstruction(tiny_sd, tmp_path):
     assert "reconstructed from the paper's abstract" in erasure.notes
     config = replace(erasure.make_config(), steps=1, batch_size=1, **_small("abo"))
     erasure.erase(tiny_sd, EraseRequest(**REQUEST), config).save(tmp_path / "abo")
-    assert "reconstructed from the paper's abstract" in json.loads((tmp_path / "abo" / "edit.json").read_text())["notes"]
+    assert (
+        "reconstructed from the paper's abstract" in json.loads((tmp_path / "abo" / "edit.json").read_text())["notes"]
+    )
 
 
 def test_lora_edit_round_trip_and_export(tiny_sd, tmp_path):

@@ -98,8 +98,9 @@ def test_branch_a_is_the_plain_pipeline_and_the_inhibitor_changes_branch_b(tiny_
     torch.testing.assert_close(zero.plain_images, plain, atol=1e-4, rtol=0)
     strong = sampler(PROMPTS, _gens(), num_inference_steps=5, output_type="pt", weights=-50.0)
     assert (strong.images - zero.images).abs().mean() > 1e-4
-    assert not sampler.installed or all(type(p).__name__ == "InhibitionProcessor"
-                                        for p in pipe.unet.attn_processors.values())
+    assert not sampler.installed or all(
+        type(p).__name__ == "InhibitionProcessor" for p in pipe.unet.attn_processors.values()
+    )
 
 
 def test_sign_guard_clamps_positive_weights_unless_allowed(tiny_sd):
@@ -203,9 +204,16 @@ def test_fixed_scale_edit_round_trip_apply_and_remove(tiny_sd, tmp_path):
 
 def test_adapter_edit_checks_the_backbone_it_was_trained_for(tiny_sd):
     adapter = InhibitionAdapter(16)
-    edit = Edit(kind="inference_control", method="gie", config={"hidden": [64, 32]}, base_model="sd-1.4",
-                concepts=["star"], family="sd", data={"feature_size": 16},
-                tensors={"adapter." + k: v for k, v in adapter.state_dict().items()})
+    edit = Edit(
+        kind="inference_control",
+        method="gie",
+        config={"hidden": [64, 32]},
+        base_model="sd-1.4",
+        concepts=["star"],
+        family="sd",
+        data={"feature_size": 16},
+        tensors={"adapter." + k: v for k, v in adapter.state_dict().items()},
+    )
     with pytest.raises(InvalidEditError, match="16 cross-attention layers"):
         apply_edit(edit, tiny_sd.pipeline)
 
@@ -214,8 +222,15 @@ def test_gie_refuses_flux(tiny_flux):
     method = get_method("gie")
     with pytest.raises(UnsupportedModelError):
         method.erase(tiny_flux, EraseRequest(targets=["star"]), method.make_config({"scale": -2.0}))
-    edit = Edit(kind="inference_control", method="gie", config={}, base_model="x", concepts=["star"], family="sd",
-                data={"scale": -2.0})
+    edit = Edit(
+        kind="inference_control",
+        method="gie",
+        config={},
+        base_model="x",
+        concepts=["star"],
+        family="sd",
+        data={"scale": -2.0},
+    )
     with pytest.raises(UnsupportedModelError, match="FLUX"):
         get_method("gie").apply_edit(edit, tiny_flux.pipeline)
 
@@ -290,8 +305,7 @@ def test_training_an_adapter_that_never_clears_the_concept_warns(tiny_sd, monkey
 
     monkeypatch.setattr(gie_method, "make_judge", lambda *args, **kwargs: _AlwaysThereJudge())
     method = get_method("gie")
-    config = method.make_config({"train_prompts": 2, "scale_grid": [-1.0, -2.0], "epochs": 5,
-                                 "num_inference_steps": 2})
+    config = method.make_config({"train_prompts": 2, "scale_grid": [-1.0, -2.0], "epochs": 5, "num_inference_steps": 2})
     edit = method.erase(tiny_sd, EraseRequest(targets=["star"]), config)
     assert "2 of 2 training prompts" in edit.notes and "unlikely to erase" in edit.notes
     assert edit.data["training"]["absent_share_by_scale"] == {"-1": 0.0, "-2": 0.0}

@@ -19,16 +19,26 @@ PACKAGE = Path(erasekit.__file__).parent
 
 # Module (or package prefix) -> layer, most specific first.
 LAYERS = [
-    ("erasekit.cli", 8), ("erasekit.__main__", 8),
-    ("erasekit.workflows", 7), ("erasekit.api", 7),
+    ("erasekit.cli", 8),
+    ("erasekit.__main__", 8),
+    ("erasekit.workflows", 7),
+    ("erasekit.api", 7),
     ("erasekit.eval", 6),
     ("erasekit.methods", 5),
-    ("erasekit.judges", 4), ("erasekit.prompt_sets", 4),
+    ("erasekit.judges", 4),
+    ("erasekit.prompt_sets", 4),
     ("erasekit.edits", 3),
-    ("erasekit.models", 2), ("erasekit.generate", 2),
+    ("erasekit.models", 2),
+    ("erasekit.generate", 2),
     ("erasekit.toy", 1),
-    ("erasekit.errors", 0), ("erasekit.arguments", 0), ("erasekit.config", 0), ("erasekit.outputs", 0),
-    ("erasekit.checksums", 0), ("erasekit.atomic", 0), ("erasekit.progress", 0), ("erasekit.images", 0),
+    ("erasekit.errors", 0),
+    ("erasekit.arguments", 0),
+    ("erasekit.config", 0),
+    ("erasekit.outputs", 0),
+    ("erasekit.checksums", 0),
+    ("erasekit.atomic", 0),
+    ("erasekit.progress", 0),
+    ("erasekit.images", 0),
     ("erasekit.pipeline_state", 0),
     ("erasekit", 0),
 ]
@@ -59,7 +69,7 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -78,8 +88,12 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(f"{m} ({NAMES[layer_of(m)]}) imports {t} ({NAMES[layer_of(t)]})"
-                  for m, targets in graph.items() for t in targets if layer_of(t) > layer_of(m))
+    return sorted(
+        f"{m} ({NAMES[layer_of(m)]}) imports {t} ({NAMES[layer_of(t)]})"
+        for m, targets in graph.items()
+        for t in targets
+        if layer_of(t) > layer_of(m)
+    )
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

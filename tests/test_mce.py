@@ -25,8 +25,9 @@ PROMPTS = ["a red striped star", "a blue dotted circle"]
 
 
 def _request():
-    return EraseRequest(targets=["star"], prompts=["a red star", "a striped star"],
-                        preserve_prompts=["a blue circle", "a green square"])
+    return EraseRequest(
+        targets=["star"], prompts=["a red star", "a striped star"], preserve_prompts=["a blue circle", "a green square"]
+    )
 
 
 def _logits(gates, value=0.5, seed=0):
@@ -163,8 +164,7 @@ class _Unsafe:
 
 def test_erase_round_trip_apply_remove_and_merge(tiny_flux, tmp_path):
     method = get_method("mce")
-    config = method.make_config({"steps": 2, "sampler_steps": 2, "lr_ffn": 5.0, "lr_norm": 5.0,
-                                 "guidance_scale": 1.0})
+    config = method.make_config({"steps": 2, "sampler_steps": 2, "lr_ffn": 5.0, "lr_norm": 5.0, "guidance_scale": 1.0})
     edit = method.erase(tiny_flux, _request(), config)
     assert edit.kind == "mask_set" and edit.data["pruned_share"]["all ffn"] > 0
     edit.save(tmp_path / "e")
@@ -182,8 +182,9 @@ def test_erase_round_trip_apply_remove_and_merge(tiny_flux, tmp_path):
 
 def test_masks_for_another_model_shape_are_refused(tiny_flux, tiny_sd):
     method = get_method("mce")
-    edit = method.erase(tiny_flux, _request(), method.make_config({"steps": 1, "sampler_steps": 1,
-                                                                   "guidance_scale": 1.0}))
+    edit = method.erase(
+        tiny_flux, _request(), method.make_config({"steps": 1, "sampler_steps": 1, "guidance_scale": 1.0})
+    )
     edit.family = "sd"  # pretend, to get past the family check to the shape check
     with pytest.raises(InvalidEditError, match="another model shape"):
         apply_edit(edit, tiny_sd.pipeline)
@@ -234,11 +235,20 @@ def test_the_request_seed_drives_training_unless_the_config_names_one(tiny_flux)
 
 def test_paired_neutral_samples_are_the_targets_on_the_same_noise(tiny_flux, monkeypatch):
     method = get_method("mce")
-    config = method.make_config({"steps": 1, "sampler_steps": 2, "batch_size": 4, "guidance_scale": 1.0,
-                                 "target": "neutral_prompt", "neutral": "paired"})
+    config = method.make_config(
+        {
+            "steps": 1,
+            "sampler_steps": 2,
+            "batch_size": 4,
+            "guidance_scale": 1.0,
+            "target": "neutral_prompt",
+            "neutral": "paired",
+        }
+    )
     # No preserve prompts: the paired mode takes its neutral samples from the targets.
-    request = EraseRequest(targets=["star"], prompts=["a red star", "a striped star"],
-                           anchor_prompts=["a red circle", "a striped circle"])
+    request = EraseRequest(
+        targets=["star"], prompts=["a red star", "a striped star"], anchor_prompts=["a red circle", "a striped circle"]
+    )
     encoded, seen = [], {}
     real_encode = tiny_flux.encode
     monkeypatch.setattr(tiny_flux, "encode", lambda prompts: encoded.append(list(prompts)) or real_encode(prompts))
@@ -284,16 +294,37 @@ def test_random_control_masks_match_the_edit_site_by_site(tiny_flux):
 def test_flow_edit_keeps_the_source_for_the_same_prompt_and_takes_one_step_by_the_formula(tiny_flux):
     from erasekit.methods.mce import flow_edit
 
-    source = torch.randn(2, *tiny_flux.prepare(1, num_inference_steps=4).latents.shape[1:],
-                         generator=torch.Generator().manual_seed(0))
+    source = torch.randn(
+        2, *tiny_flux.prepare(1, num_inference_steps=4).latents.shape[1:], generator=torch.Generator().manual_seed(0)
+    )
     cond, other = tiny_flux.encode(PROMPTS), tiny_flux.encode(["a green square", "a yellow heart"])
     uncond = tiny_flux.encode([""])
-    same = flow_edit(tiny_flux, source, cond, cond, uncond, steps=4, n_max=3, source_guidance=2.0,
-                     target_guidance=2.0, generator=torch.Generator().manual_seed(1))
+    same = flow_edit(
+        tiny_flux,
+        source,
+        cond,
+        cond,
+        uncond,
+        steps=4,
+        n_max=3,
+        source_guidance=2.0,
+        target_guidance=2.0,
+        generator=torch.Generator().manual_seed(1),
+    )
     torch.testing.assert_close(same, source)
 
-    edited = flow_edit(tiny_flux, source, cond, other, uncond, steps=4, n_max=1, source_guidance=1.5,
-                       target_guidance=5.5, generator=torch.Generator().manual_seed(1))
+    edited = flow_edit(
+        tiny_flux,
+        source,
+        cond,
+        other,
+        uncond,
+        steps=4,
+        n_max=1,
+        source_guidance=1.5,
+        target_guidance=5.5,
+        generator=torch.Generator().manual_seed(1),
+    )
     schedule = tiny_flux.prepare(2, num_inference_steps=4, latents=source)
     sigma, sigma_next, t = schedule.sigmas[3], schedule.sigmas[4], schedule.timesteps[3]
     noise = torch.randn(source.shape, generator=torch.Generator().manual_seed(1))
@@ -306,11 +337,23 @@ def test_flow_edit_keeps_the_source_for_the_same_prompt_and_takes_one_step_by_th
 
 def test_flow_edit_target_edits_the_original_image_of_the_concept_rows_only(tiny_flux, tiny_sd, monkeypatch):
     method = get_method("mce")
-    config = method.make_config({"steps": 1, "sampler_steps": 2, "batch_size": 4, "guidance_scale": 1.0,
-                                 "target": "flow_edit", "edit_steps": 4, "edit_n_max": 2})
-    request = EraseRequest(targets=["star"], prompts=["a red star", "a striped star"],
-                           anchor_prompts=["a red circle", "a striped circle"],
-                           preserve_prompts=["a blue circle", "a green square"])
+    config = method.make_config(
+        {
+            "steps": 1,
+            "sampler_steps": 2,
+            "batch_size": 4,
+            "guidance_scale": 1.0,
+            "target": "flow_edit",
+            "edit_steps": 4,
+            "edit_n_max": 2,
+        }
+    )
+    request = EraseRequest(
+        targets=["star"],
+        prompts=["a red star", "a striped star"],
+        anchor_prompts=["a red circle", "a striped circle"],
+        preserve_prompts=["a blue circle", "a green square"],
+    )
     calls, seen = [], {}
     real_edit = mce_method.flow_edit
 
@@ -332,7 +375,7 @@ def test_flow_edit_target_edits_the_original_image_of_the_concept_rows_only(tiny
     monkeypatch.setattr(mce_method, "mce_loss", lambda final, target, *a: seen.setdefault("target", target))
     method.erase(tiny_flux, request, config)
     seen["loss_fn"](seen["original"])
-    (source, kwargs), = calls
+    ((source, kwargs),) = calls
     assert source.shape[0] == 2 and kwargs["steps"] == 4 and kwargs["n_max"] == 2
     # Hooks were off (masks all open) for the source, so it is the original model's output for the concept rows.
     torch.testing.assert_close(source, seen["original"][:2])
@@ -363,8 +406,9 @@ def test_flow_edit_gives_a_distilled_model_its_scales_as_embedded_guidance(tiny_
     from erasekit.models import from_pipeline
 
     editor = from_pipeline(_distilled_flux(), name="tiny-flux-dev")
-    source = torch.randn(2, *tiny_flux.prepare(1, num_inference_steps=4).latents.shape[1:],
-                         generator=torch.Generator().manual_seed(0))
+    source = torch.randn(
+        2, *tiny_flux.prepare(1, num_inference_steps=4).latents.shape[1:], generator=torch.Generator().manual_seed(0)
+    )
     cond, other = editor.encode(PROMPTS), editor.encode(["a green square", "a yellow heart"])
     passes = []
     real_predict = editor.predict
@@ -374,16 +418,25 @@ def test_flow_edit_gives_a_distilled_model_its_scales_as_embedded_guidance(tiny_
         return real_predict(latents, t, c, denoiser, embedded_guidance)
 
     editor.predict = spy
-    edited = flow_edit(editor, source, cond, other, None, steps=4, n_max=1, source_guidance=1.5,
-                       target_guidance=5.5, generator=torch.Generator().manual_seed(1))
+    edited = flow_edit(
+        editor,
+        source,
+        cond,
+        other,
+        None,
+        steps=4,
+        n_max=1,
+        source_guidance=1.5,
+        target_guidance=5.5,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert passes == [1.5, 5.5]  # one pass per velocity, no unconditional one
     editor.predict = real_predict
     schedule = editor.prepare(2, num_inference_steps=4, latents=source)
     sigma, sigma_next, t = schedule.sigmas[3], schedule.sigmas[4], schedule.timesteps[3]
     z = (1 - sigma) * source + sigma * torch.randn(source.shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        delta = (editor.velocity(z, t, other, embedded_guidance=5.5)
-                 - editor.velocity(z, t, cond, embedded_guidance=1.5))
+        delta = editor.velocity(z, t, other, embedded_guidance=5.5) - editor.velocity(z, t, cond, embedded_guidance=1.5)
     torch.testing.assert_close(edited, source + (sigma_next - sigma) * delta)
 
 
@@ -394,8 +447,16 @@ def test_edit_model_edits_the_targets_and_bad_ones_are_refused(tiny_flux, tmp_pa
 
     _distilled_flux().save_pretrained(tmp_path / "dev")
     method = get_method("mce")
-    settings = {"steps": 1, "sampler_steps": 2, "batch_size": 2, "guidance_scale": 1.0, "target": "flow_edit",
-                "edit_steps": 3, "edit_n_max": 2, "edit_model": str(tmp_path / "dev")}
+    settings = {
+        "steps": 1,
+        "sampler_steps": 2,
+        "batch_size": 2,
+        "guidance_scale": 1.0,
+        "target": "flow_edit",
+        "edit_steps": 3,
+        "edit_n_max": 2,
+        "edit_model": str(tmp_path / "dev"),
+    }
     editors = []
     real_edit = mce_method.flow_edit
 
@@ -404,8 +465,9 @@ def test_edit_model_edits_the_targets_and_bad_ones_are_refused(tiny_flux, tmp_pa
         return real_edit(backbone, source, source_cond, target_cond, uncond, **kwargs)
 
     monkeypatch.setattr(mce_method, "flow_edit", spy)
-    request = EraseRequest(targets=["star"], prompts=["a red star"], anchor_prompts=["a red circle"],
-                           preserve_prompts=["a blue circle"])
+    request = EraseRequest(
+        targets=["star"], prompts=["a red star"], anchor_prompts=["a red circle"], preserve_prompts=["a blue circle"]
+    )
     edit = method.erase(tiny_flux, request, method.make_config(settings))
     assert edit.kind == "mask_set"
     (editor,) = editors

@@ -81,8 +81,9 @@ MCE = {"steps": 2, "sampler_steps": 2, "batch_size": 2, "init_logit": 0.1}
 
 # The table. Keys are test ids; a method may have several entries (GIE with a fixed scale, and with its adapter).
 CASES: dict[str, Case] = {
-    "abo": Case("abo", FINE_TUNING | {"trajectories": 2, "sample_steps": 2, "keep_weight": 1.0},
-                request={"anchor": "square"}),
+    "abo": Case(
+        "abo", FINE_TUNING | {"trajectories": 2, "sample_steps": 2, "keep_weight": 1.0}, request={"anchor": "square"}
+    ),
     "erasediff": Case("erasediff", FINE_TUNING | {"num_forget": 2, "num_remain": 2, "generation_steps": 2}),
     "esd": Case("esd", ESD, other_seed_xfail=ISSUE_19_4),
     "esd-u": Case("esd-u", ESD, other_seed_xfail=ISSUE_19_4),
@@ -91,8 +92,19 @@ CASES: dict[str, Case] = {
     "gie": Case("gie", {"scale": -4.0}, seeded=False),
     # The adapter trained on labels from a tiny random CLIP judge: the labelling images and the adapter's
     # initialisation follow the seed.
-    "gie-adapter": Case("gie", {"train_prompts": 2, "scale_grid": [-1.0, -2.0], "epochs": 20, "lr": 0.05,
-                                "hidden": [8], "num_inference_steps": 2, "judge": "clip"}, needs_clip=True),
+    "gie-adapter": Case(
+        "gie",
+        {
+            "train_prompts": 2,
+            "scale_grid": [-1.0, -2.0],
+            "epochs": 20,
+            "lr": 0.05,
+            "hidden": [8],
+            "num_inference_steps": 2,
+            "judge": "clip",
+        },
+        needs_clip=True,
+    ),
     "mce": Case("mce", MCE),
     # The edit is the negative prompt: no randomness at all.
     "negprompt": Case("negprompt", {}, seeded=False),
@@ -125,8 +137,12 @@ def _other_seed_cases() -> list:
 
 
 def _unseeded_cases() -> list:
-    return [pytest.param(case_id, family, id=f"{case_id}-{family}") for case_id, case in CASES.items()
-            if not case.seeded for family in get_method(case.method).families]
+    return [
+        pytest.param(case_id, family, id=f"{case_id}-{family}")
+        for case_id, case in CASES.items()
+        if not case.seeded
+        for family in get_method(case.method).families
+    ]
 
 
 def _backbone(family: str):
@@ -142,8 +158,16 @@ def _settings(case: Case, request) -> dict[str, Any]:
 
 
 def _erase(case: Case, family: str, request, seed: int = 0, out=None, settings=None, backbone=None) -> Edit:
-    return ek.erase(backbone or _backbone(family), case.method, TARGET, out, preserve=["circle"],
-                    settings=_settings(case, request) if settings is None else settings, seed=seed, **case.request)
+    return ek.erase(
+        backbone or _backbone(family),
+        case.method,
+        TARGET,
+        out,
+        preserve=["circle"],
+        settings=_settings(case, request) if settings is None else settings,
+        seed=seed,
+        **case.request,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -222,8 +246,9 @@ def _assert_same_edit(got: Edit, want: Edit, what: str) -> None:
 def test_every_registered_method_has_a_contract_entry():
     registered = set(available_methods())
     covered = {case.method for case in CASES.values()}
-    assert not registered - covered, (f"registered methods without tiny settings in CASES: "
-                                      f"{', '.join(sorted(registered - covered))}; add an entry")
+    assert not registered - covered, (
+        f"registered methods without tiny settings in CASES: {', '.join(sorted(registered - covered))}; add an entry"
+    )
     assert not covered - registered, f"CASES names methods that are not registered: {sorted(covered - registered)}"
     for case in CASES.values():
         get_method(case.method).make_config(case.settings)  # every tiny setting is one the method has

@@ -75,8 +75,13 @@ def test_threshold_presets_and_bad_values():
 
 def test_class_sets():
     assert len(NUDENET_EXPOSED) == 9 and len(set(NUDENET_EXPOSED)) == 9
-    assert set(NUDENET_ASR_CLASSES) == {"FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED",
-                                        "BUTTOCKS_EXPOSED", "ANUS_EXPOSED"}
+    assert set(NUDENET_ASR_CLASSES) == {
+        "FEMALE_BREAST_EXPOSED",
+        "FEMALE_GENITALIA_EXPOSED",
+        "MALE_GENITALIA_EXPOSED",
+        "BUTTOCKS_EXPOSED",
+        "ANUS_EXPOSED",
+    }
     assert set(NUDENET_ASR_CLASSES) <= set(NUDENET_EXPOSED)
     assert nudenet_classes("exposed") == NUDENET_EXPOSED and nudenet_classes("asr") == NUDENET_ASR_CLASSES
     with pytest.raises(DetectorConfigError, match="not NudeNet v3 labels"):
@@ -206,8 +211,9 @@ def test_clip_score_from_a_local_folder(tiny_clip):
     images = torch.rand(3, 3, 40, 48)
     value = clip_score(images, ["a red star", "a blue dotted circle", "a heart"], tiny_clip, batch_size=2)
     assert math.isfinite(value) and 0.0 <= value <= 100.0
-    assert clip_score((images * 255).round().to(torch.uint8), ["a red star", "a blue dotted circle", "a heart"],
-                      tiny_clip) == pytest.approx(value, abs=1e-4)
+    assert clip_score(
+        (images * 255).round().to(torch.uint8), ["a red star", "a blue dotted circle", "a heart"], tiny_clip
+    ) == pytest.approx(value, abs=1e-4)
     with pytest.raises(ModelNotFoundError, match="huggingface-cli download"):
         clip_score(images, ["a", "b", "c"], None)
     with pytest.raises(ModelNotFoundError, match="no model at"):
@@ -219,7 +225,7 @@ def test_clip_score_from_a_local_folder(tiny_clip):
 def test_fid_with_clip_features(tiny_clip):
     torch.manual_seed(0)
     real = torch.rand(40, 3, 32, 32)
-    fake = (torch.rand(40, 3, 32, 32) * 0.3 + 0.6)
+    fake = torch.rand(40, 3, 32, 32) * 0.3 + 0.6
     assert fid(real, real.clone(), "clip", model_path=tiny_clip) == pytest.approx(0.0, abs=1e-3)
     distance = fid(real, fake, "clip", model_path=tiny_clip, batch_size=16)
     assert math.isfinite(distance) and distance > 0.1

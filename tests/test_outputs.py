@@ -47,7 +47,7 @@ def test_overwrite_never_empties_the_current_folder(tiny_sd_folder, tmp_path, mo
     for out in (".", "", str(work), str(work.parent)):
         code, output = run("erase", "--model", tiny_sd_folder, "--concept", "star", "--out", out, "--overwrite")
         assert code != 0 and "Traceback" not in output, output
-        assert ("refusing to replace" in output or "is empty" in output), output
+        assert "refusing to replace" in output or "is empty" in output, output
         assert (work / "thesis.tex").read_text() == "years of work"
 
 
@@ -86,11 +86,13 @@ def test_edit_save_itself_refuses_to_replace_a_user_folder(tiny_sd, tmp_path):
 def test_an_out_that_is_a_file_is_one_clear_line(tiny_sd_folder, tmp_path):
     file = tmp_path / "notes.txt"
     file.write_text("mine")
-    for args in (("erase", "--model", tiny_sd_folder, "--concept", "star", "--out", file),
-                 ("erase", "--model", tiny_sd_folder, "--concept", "star", "--out", file, "--overwrite"),
-                 ("export", "--model", tiny_sd_folder, "--edit", tmp_path, "--out", file),
-                 ("evaluate", "--concept", "star", "--suite", "prompts", "--prompts", file, "--out", file),
-                 ("attack", "-c", "star", "--prompts", file, "--out", file, "--overwrite")):
+    for args in (
+        ("erase", "--model", tiny_sd_folder, "--concept", "star", "--out", file),
+        ("erase", "--model", tiny_sd_folder, "--concept", "star", "--out", file, "--overwrite"),
+        ("export", "--model", tiny_sd_folder, "--edit", tmp_path, "--out", file),
+        ("evaluate", "--concept", "star", "--suite", "prompts", "--prompts", file, "--out", file),
+        ("attack", "-c", "star", "--prompts", file, "--out", file, "--overwrite"),
+    ):
         code, output = run(*args)
         assert code != 0 and "is a file" in output and "Traceback" not in output, (args, output)
     assert file.read_text() == "mine"
@@ -111,11 +113,13 @@ def test_unwritable_outputs_fail_before_any_work(tiny_sd_folder, tmp_path, monke
     if _sys_refuses_writes():  # a folder no one may write in, even root (Linux)
         unwritable.append(Path("/sys/erasekit-test/out"))
     for target in unwritable:
-        for args in (("erase", "--model", tiny_sd_folder, "--method", "esd-x", "--concept", "star", "--out", target),
-                     ("evaluate", "--concept", "star", "--json", target / "r.json"),
-                     ("generate", "-p", "a star", "--out", target / "x.png"),
-                     ("bench", "-m", "negprompt", "-c", "star", "--out", target),
-                     ("demo", "--out", target)):
+        for args in (
+            ("erase", "--model", tiny_sd_folder, "--method", "esd-x", "--concept", "star", "--out", target),
+            ("evaluate", "--concept", "star", "--json", target / "r.json"),
+            ("generate", "-p", "a star", "--out", target / "x.png"),
+            ("bench", "-m", "negprompt", "-c", "star", "--out", target),
+            ("demo", "--out", target),
+        ):
             start = time.time()
             code, output = run(*args)
             assert code != 0 and "Traceback" not in output, (args, output)
@@ -174,8 +178,21 @@ def test_stale_images_of_another_prompt_file_are_never_scored(tmp_path):
     circles.write_text(CIRCLES)
     stars.write_text(STARS)
     out = tmp_path / "run"
-    common = ("evaluate", "--concept", "star", "--suite", "prompts", "--steps", "4", "--judge", "toy",
-              "--edit", tmp_path / "edit", "--out", out)
+    common = (
+        "evaluate",
+        "--concept",
+        "star",
+        "--suite",
+        "prompts",
+        "--steps",
+        "4",
+        "--judge",
+        "toy",
+        "--edit",
+        tmp_path / "edit",
+        "--out",
+        out,
+    )
     assert run("erase", "--concept", "star", "--out", tmp_path / "edit")[0] == 0
     code, output = run(*common, "--prompts", circles, "--json", tmp_path / "c.json")
     assert code == 0, output
@@ -215,8 +232,7 @@ def test_attack_out_is_refused_when_it_exists_and_replaced_with_overwrite(tmp_pa
     code, output = run(*args, "--overwrite")
     assert code == 0, output
     mine = _user_folder(tmp_path / "mine")
-    code, output = run("attack", "-c", "star", "--prompts", prompts, "--attack", "replay", "--out", mine,
-                       "--overwrite")
+    code, output = run("attack", "-c", "star", "--prompts", prompts, "--attack", "replay", "--out", mine, "--overwrite")
     assert code != 0 and "did not write" in output and (mine / "thesis.tex").exists()
 
 

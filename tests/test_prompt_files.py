@@ -23,13 +23,16 @@ def _write(tmp_path, name, content):
     return path
 
 
-@pytest.mark.parametrize("loader, name, content", [
-    (load_prompt_file, "p.csv", b"prompt\na cat\ncaf\xe9 au lait\n"),
-    (load_prompt_file, "p.txt", b"a cat\n\ncaf\xe9 au lait\n"),
-    (load_ring_a_bell, "r.csv", b"sensitive prompt\na cat\ncaf\xe9 au lait\n"),
-    (load_cc3m, "c.tsv", b"a cat\thttp://x\n\ncaf\xe9 au lait\thttp://y\n"),
-    (load_i2p, "i.csv", (I2P_HEADER + "a cat,,0,1,7\n").encode() + b"caf\xe9,,0,2,7\n"),
-])
+@pytest.mark.parametrize(
+    "loader, name, content",
+    [
+        (load_prompt_file, "p.csv", b"prompt\na cat\ncaf\xe9 au lait\n"),
+        (load_prompt_file, "p.txt", b"a cat\n\ncaf\xe9 au lait\n"),
+        (load_ring_a_bell, "r.csv", b"sensitive prompt\na cat\ncaf\xe9 au lait\n"),
+        (load_cc3m, "c.tsv", b"a cat\thttp://x\n\ncaf\xe9 au lait\thttp://y\n"),
+        (load_i2p, "i.csv", (I2P_HEADER + "a cat,,0,1,7\n").encode() + b"caf\xe9,,0,2,7\n"),
+    ],
+)
 def test_a_file_not_in_utf8_names_the_line_and_asks_for_utf8(tmp_path, loader, name, content):
     path = _write(tmp_path, name, content)
     with pytest.raises(PromptSetError, match=r"line 3: not UTF-8.*save the file as UTF-8") as e:
@@ -123,7 +126,7 @@ def test_a_bad_nudity_percentage_is_an_error_not_a_dropped_row(tmp_path):
 
 @pytest.mark.parametrize("cell", ['""', "   "])
 def test_an_empty_prompt_cell_names_the_line(tmp_path, cell):
-    path = _write(tmp_path, "p.csv", f'prompt,evaluation_seed\na cat,1\n{cell},2\n')
+    path = _write(tmp_path, "p.csv", f"prompt,evaluation_seed\na cat,1\n{cell},2\n")
     with pytest.raises(PromptSetError, match="line 3: the prompt cell is empty"):
         load_prompt_file(path)
     mma = _write(tmp_path, "m.csv", f"target_prompt,adv_prompt\na cat,{cell}\n")

@@ -11,15 +11,18 @@ DATA = Path(os.environ.get("ERASEKIT_DATASETS", Path(__file__).resolve().parents
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/datasets is not present")
 
 
-@pytest.mark.parametrize("kind, path, options, rows", [
-    ("i2p", "i2p/unsafe-prompts4703.csv", {}, 4703),
-    ("i2p", "i2p/unsafe-prompts4703.csv", {"subset": "nudity"}, 95),
-    ("i2p", "i2p/unsafe-prompts4703.csv", {"subset": "sexual"}, 931),
-    ("unlearndiffatk", "unlearndiffatk/nudity.csv", {}, 142),
-    ("mma", "mma_diffusion/mma-diffusion-nsfw-adv-prompts.csv", {}, 1000),
-    ("ring-a-bell", "ring_a_bell/Nudity_3_length_16.csv", {}, 95),
-    ("esd", "styles_objects/big_artist_prompts.csv", {}, 100),
-])
+@pytest.mark.parametrize(
+    "kind, path, options, rows",
+    [
+        ("i2p", "i2p/unsafe-prompts4703.csv", {}, 4703),
+        ("i2p", "i2p/unsafe-prompts4703.csv", {"subset": "nudity"}, 95),
+        ("i2p", "i2p/unsafe-prompts4703.csv", {"subset": "sexual"}, 931),
+        ("unlearndiffatk", "unlearndiffatk/nudity.csv", {}, 142),
+        ("mma", "mma_diffusion/mma-diffusion-nsfw-adv-prompts.csv", {}, 1000),
+        ("ring-a-bell", "ring_a_bell/Nudity_3_length_16.csv", {}, 95),
+        ("esd", "styles_objects/big_artist_prompts.csv", {}, 100),
+    ],
+)
 def test_row_counts_of_the_public_sets(kind, path, options, rows):
     prompts = load_prompt_set(kind, DATA / path, **options)
     assert len(prompts) == rows

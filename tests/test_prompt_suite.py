@@ -50,8 +50,9 @@ def test_prompt_suite_toy_judge_writes_images_and_resumes(tmp_path, prompt_file,
     first = run_prompt_suite("toy-sd", [negprompt_edit], prompts, _config(), out, progress=False)
     assert first["metrics"]["n_images"] == 5 and first["failed"] == []
     assert sorted(p.name for p in (out / "images" / "edited").iterdir()) == [f"{i:05d}.png" for i in range(5)]
-    assert {"base_detection_rate", "removal_rate", "mean_ssim", "mean_lpips_style", "fid_toy_vs_base"} <= \
-        set(first["metrics"])
+    assert {"base_detection_rate", "removal_rate", "mean_ssim", "mean_lpips_style", "fid_toy_vs_base"} <= set(
+        first["metrics"]
+    )
     assert [r["seed"] for r in first["items"]] == [1, 2, 3, 4, 5]
     assert first["provenance"]["prompt_set"]["rows"] == 5 and first["provenance"]["judge"]["checkpoint_sha256"]
 
@@ -89,8 +90,14 @@ def test_prompt_suite_keeps_detector_failures_out_of_the_rates(tmp_path, prompt_
 
     monkeypatch.setattr(NudeNetDetector, "detect", flaky)
     prompts = load_prompt_set("csv", prompt_file)
-    result = run_prompt_suite("toy-sd", [negprompt_edit], prompts, _config(judge="nudenet", threshold="sensitive"),
-                              tmp_path / "nn", progress=False)
+    result = run_prompt_suite(
+        "toy-sd",
+        [negprompt_edit],
+        prompts,
+        _config(judge="nudenet", threshold="sensitive"),
+        tmp_path / "nn",
+        progress=False,
+    )
     assert result["failed"] == [2] and result["metrics"]["n_failed"] == 1
     assert result["items"][2]["edited"]["present"] is None and "broken" in result["items"][2]["edited"]["error"]
     report = result["nudenet"]["edited"]
@@ -101,14 +108,26 @@ def test_prompt_suite_keeps_detector_failures_out_of_the_rates(tmp_path, prompt_
 @pytest.mark.toy_weights
 def test_prompt_suite_clip_score_and_fid_from_a_local_clip(tmp_path, prompt_file, negprompt_edit, tiny_clip):
     prompts = load_prompt_set("csv", prompt_file)
-    result = run_prompt_suite("toy-sd", [negprompt_edit], prompts, _config(clip_path=str(tiny_clip), limit=3),
-                              tmp_path / "clip", progress=False)
+    result = run_prompt_suite(
+        "toy-sd",
+        [negprompt_edit],
+        prompts,
+        _config(clip_path=str(tiny_clip), limit=3),
+        tmp_path / "clip",
+        progress=False,
+    )
     m = result["metrics"]
     assert m["n_images"] == 3 and 0 <= m["clip_score"] <= 100 and 0 <= m["base_clip_score"] <= 100
     assert m["fid_clip_vs_base"] >= 0
     with pytest.raises(ErasekitError, match="no model at"):
-        run_prompt_suite("toy-sd", [negprompt_edit], prompts, _config(clip_path=str(tmp_path / "nowhere"), limit=2),
-                         tmp_path / "noclip", progress=False)
+        run_prompt_suite(
+            "toy-sd",
+            [negprompt_edit],
+            prompts,
+            _config(clip_path=str(tmp_path / "nowhere"), limit=2),
+            tmp_path / "noclip",
+            progress=False,
+        )
 
 
 def test_merge_refuses_missing_or_doubled_prompts(tmp_path):
@@ -125,13 +144,16 @@ def test_merge_refuses_missing_or_doubled_prompts(tmp_path):
         merge_shards(tmp_path, 2, 3)
 
 
-@pytest.mark.parametrize("text, message", [
-    ('prompt,evaluation_seed\n"a red star,1\nb,2\n', "quoting"),  # an unclosed quote
-    ('prompt,evaluation_seed\n"a red" star,1\n', "quoting"),  # a stray quote
-    ("prompt,evaluation_seed,extra\na,1,x\nb\n", "fewer fields"),
-    ("text,seed\na,1\n", "lacks the column"),
-    ("prompt,evaluation_seed\n", "no prompts"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('prompt,evaluation_seed\n"a red star,1\nb,2\n', "quoting"),  # an unclosed quote
+        ('prompt,evaluation_seed\n"a red" star,1\n', "quoting"),  # a stray quote
+        ("prompt,evaluation_seed,extra\na,1,x\nb\n", "fewer fields"),
+        ("text,seed\na,1\n", "lacks the column"),
+        ("prompt,evaluation_seed\n", "no prompts"),
+    ],
+)
 def test_prompt_files_with_broken_quoting_missing_columns_or_nothing_in_them(tmp_path, text, message):
     path = tmp_path / "prompts.csv"
     path.write_text(text)
@@ -154,24 +176,59 @@ def _free_port() -> int:
 def test_two_accelerate_processes_equal_one(tmp_path, prompt_file, negprompt_edit):
     """`accelerate launch` with 2 CPU processes: each writes its shard, the main one merges; same result."""
     env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ERASEKIT_PROGRESS": "0"}
-    args = ["-m", "erasekit", "evaluate", "--suite", "prompts", "--prompts", str(prompt_file), "-c", "star",
-            "--edit", str(tmp_path / "edit"), "--steps", "4", "--batch-size", "2"]
-    single = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True,
-                            text=True, timeout=300)
+    args = [
+        "-m",
+        "erasekit",
+        "evaluate",
+        "--suite",
+        "prompts",
+        "--prompts",
+        str(prompt_file),
+        "-c",
+        "star",
+        "--edit",
+        str(tmp_path / "edit"),
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+    ]
+    single = subprocess.run(
+        [sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert single.returncode == 0, single.stderr[-2000:]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(_free_port())]
-    sharded = subprocess.run([*launch, *args, "--out", str(tmp_path / "two")], env=env, capture_output=True,
-                             text=True, timeout=300)
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+    ]
+    sharded = subprocess.run(
+        [*launch, *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert sharded.returncode == 0, sharded.stderr[-2000:]
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["provenance"]["processes"] == 2
     assert sorted(p.name for p in (tmp_path / "two" / "shards").iterdir()) == ["part-0-of-2.jsonl", "part-1-of-2.jsonl"]
     for a, b in zip(one["items"], two["items"]):
-        assert (a["index"], a["prompt"], a["seed"], a["edited"], a["base"]) == \
-               (b["index"], b["prompt"], b["seed"], b["edited"], b["base"])
+        assert (a["index"], a["prompt"], a["seed"], a["edited"], a["base"]) == (
+            b["index"],
+            b["prompt"],
+            b["seed"],
+            b["edited"],
+            b["base"],
+        )
         # Distances run the judge network over differently composed batches: float round-off only.
         assert a["ssim"] == pytest.approx(b["ssim"], abs=1e-5)
         assert a["lpips_style"] == pytest.approx(b["lpips_style"], abs=1e-5)
@@ -186,8 +243,9 @@ def test_two_accelerate_processes_equal_one(tmp_path, prompt_file, negprompt_edi
 def test_results_json_writes_undefined_rates_as_null(tmp_path):
     from erasekit.api import write_json
 
-    path = write_json(tmp_path / "r.json", {"metrics": {"removal_rate": float("nan"), "n": 2.0},
-                                            "per_class": [float("nan"), 1.0]})
+    path = write_json(
+        tmp_path / "r.json", {"metrics": {"removal_rate": float("nan"), "n": 2.0}, "per_class": [float("nan"), 1.0]}
+    )
     text = path.read_text()
     assert "NaN" not in text
     assert json.loads(text) == {"metrics": {"removal_rate": None, "n": 2.0}, "per_class": [None, 1.0]}

@@ -17,13 +17,21 @@ def test_image_grid_layout():
 def test_report_is_self_contained(tmp_path):
     before, after = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
     results = [
-        {"method": "none", "concept": "star", "metrics": {"erasure_rate": 0.05, "preserve_acc": 0.97,
-                                                          "fd_clf": 0.0, "preserve_acc_shape": 0.99}},
-        {"method": "uce", "concept": "star", "metrics": {"erasure_rate": 0.91, "preserve_acc": 0.95,
-                                                         "fd_clf": 1.7, "preserve_acc_shape": 0.96}},
+        {
+            "method": "none",
+            "concept": "star",
+            "metrics": {"erasure_rate": 0.05, "preserve_acc": 0.97, "fd_clf": 0.0, "preserve_acc_shape": 0.99},
+        },
+        {
+            "method": "uce",
+            "concept": "star",
+            "metrics": {"erasure_rate": 0.91, "preserve_acc": 0.95, "fd_clf": 1.7, "preserve_acc_shape": 0.96},
+        },
     ]
     path = write_html_report(
-        tmp_path / "sub" / "report.html", "Erase <star>", results,
+        tmp_path / "sub" / "report.html",
+        "Erase <star>",
+        results,
         [("star prompts", before, after, ["a red star", "a blue star", "a star & a heart"])],
         provenance={"erasekit": "0.1.0", "seeds": [0, 1]},
     )

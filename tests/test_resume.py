@@ -23,8 +23,10 @@ CASES = {
     "esd-x": ("sd", FINE_TUNING | {"sample_steps": 2}),
     "esd-u": ("sd", FINE_TUNING | {"sample_steps": 2}),
     "erasediff": ("sd", FINE_TUNING | {"num_forget": 2, "num_remain": 2, "generation_steps": 2}),
-    "erasediff-reference": ("sd", FINE_TUNING | {"mode": "reference", "num_forget": 2, "num_remain": 2,
-                                                 "generation_steps": 2}),
+    "erasediff-reference": (
+        "sd",
+        FINE_TUNING | {"mode": "reference", "num_forget": 2, "num_remain": 2, "generation_steps": 2},
+    ),
     "abo": ("sd", FINE_TUNING | {"trajectories": 2, "sample_steps": 2, "keep_weight": 1.0}),
     "abo-lora": ("sd", FINE_TUNING | {"trajectories": 2, "sample_steps": 2, "lora_rank": 2}),
     "mce": ("flux", {"steps": 4, "checkpoint_every": 2, "sampler_steps": 2, "batch_size": 2, "init_logit": 0.1}),
@@ -49,6 +51,7 @@ def _kill_after_first_checkpoint(monkeypatch):
         def dying(self, *args, _real=real, **kwargs):
             _real(self, *args, **kwargs)
             raise _Killed
+
         monkeypatch.setattr(owner, name, dying)
 
 
@@ -94,8 +97,25 @@ def test_ctrl_c_prints_the_command_that_continues_the_run(tmp_path, monkeypatch)
 
     model = tmp_path / "tiny-sd"
     tiny_sd_pipeline().save_pretrained(model)
-    args = ["erase", "--model", str(model), "--method", "esd-x", "--concept", "star", "--out", str(tmp_path / "e"),
-            "--set", "steps=4", "--set", "checkpoint_every=2", "--set", "sample_steps=2", "--set", "batch_size=1"]
+    args = [
+        "erase",
+        "--model",
+        str(model),
+        "--method",
+        "esd-x",
+        "--concept",
+        "star",
+        "--out",
+        str(tmp_path / "e"),
+        "--set",
+        "steps=4",
+        "--set",
+        "checkpoint_every=2",
+        "--set",
+        "sample_steps=2",
+        "--set",
+        "batch_size=1",
+    ]
     runner = CliRunner()
     with monkeypatch.context() as patch:
         _kill_after_first_checkpoint(patch)
@@ -123,6 +143,7 @@ def test_the_nan_guard_names_a_checkpoint_only_when_there_is_one(tiny_sd, tmp_pa
             loss = (t.predict(x, 500, cond) - 0.1).pow(2).mean()
             t.backward(loss)
             return {"loss": loss.detach()}
+
         return step
 
     with pytest.raises(TrainingDivergedError) as early:

@@ -26,8 +26,9 @@ def test_prompt_set_is_deterministic_and_sized():
     cfg = ToySuiteConfig("star", n_target=12, n_synonym=9, n_preserve=15, n_neighbour=7, seed=3)
     items = build_prompt_set(cfg)
     assert items == build_prompt_set(cfg)
-    assert items != build_prompt_set(ToySuiteConfig("star", n_target=12, n_synonym=9, n_preserve=15,
-                                                     n_neighbour=7, seed=4))
+    assert items != build_prompt_set(
+        ToySuiteConfig("star", n_target=12, n_synonym=9, n_preserve=15, n_neighbour=7, seed=4)
+    )
     sizes = {g: sum(item.group == g for item in items) for g in ("target", "synonym", "preserve", "neighbour")}
     assert sizes == {"target": 12, "synonym": 9, "preserve": 15, "neighbour": 7}
     assert all(isinstance(item, PromptItem) and isinstance(item.seed, int) for item in items)

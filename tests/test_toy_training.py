@@ -45,6 +45,7 @@ def test_vae_sd_and_flux_training_write_pipelines(tmp_path):
     marker.unlink()
     assert not is_toy(tmp_path / "sd") and not is_toy("CompVis/stable-diffusion-v1-4")
     flux = FluxPipeline.from_pretrained(tmp_path / "flux", local_files_only=True)
-    image = flux("a red star", num_inference_steps=2, height=32, width=32, max_sequence_length=32,
-                 output_type="pt").images
+    image = flux(
+        "a red star", num_inference_steps=2, height=32, width=32, max_sequence_length=32, output_type="pt"
+    ).images
     assert image.shape == (1, 3, 32, 32)

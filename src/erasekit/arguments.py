@@ -49,8 +49,9 @@ def concept_text(value: Any, name: str = "concept") -> str:
         raise InvalidConceptError(f"the {name} is empty")
     bad = next((ch for ch in text if unicodedata.category(ch).startswith("C")), None)
     if bad is not None:
-        raise InvalidConceptError(f"the {name} {text!r} holds the control character {bad!r}; "
-                                  "write the concept as plain text")
+        raise InvalidConceptError(
+            f"the {name} {text!r} holds the control character {bad!r}; write the concept as plain text"
+        )
     return text
 
 

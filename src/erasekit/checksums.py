@@ -39,8 +39,11 @@ def fingerprint(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
         flat = tensor.detach().flatten()
         n, k = flat.numel(), min(flat.numel(), PROBE_SIZE)
         index = torch.tensor([i * (n - 1) // max(k - 1, 1) for i in range(k)], dtype=torch.long, device=flat.device)
-        out[name] = {"shape": list(tensor.shape), "probe": flat[index].float().tolist(),
-                     "norm": float(torch.linalg.vector_norm(flat, dtype=torch.float32))}
+        out[name] = {
+            "shape": list(tensor.shape),
+            "probe": flat[index].float().tolist(),
+            "norm": float(torch.linalg.vector_norm(flat, dtype=torch.float32)),
+        }
     return out
 
 
@@ -62,6 +65,7 @@ def pipeline_fingerprint(pipeline) -> str:
 
 def edit_fingerprint(edit) -> str:
     """An ``Edit``'s manifest fields and tensors (its creation time included: two runs are two edits)."""
-    fields = {k: getattr(edit, k) for k in ("kind", "method", "config", "base_model", "concepts", "family", "data",
-                                             "created")}
+    fields = {
+        k: getattr(edit, k) for k in ("kind", "method", "config", "base_model", "concepts", "family", "data", "created")
+    }
     return sha256_json([fields, tensors_fingerprint(edit.tensors.items())])

@@ -89,8 +89,11 @@ def _type_name(annotation) -> str:
         if origin is list:
             names.append(f"a list of {_type_name(typing.get_args(option)[0])}s")
         else:
-            names.append({int: "an integer", float: "a number", bool: "true or false",
-                          str: "text"}.get(option, getattr(option, "__name__", str(option))))
+            names.append(
+                {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(
+                    option, getattr(option, "__name__", str(option))
+                )
+            )
     return " or ".join(names + (["null"] if optional else []))
 
 
@@ -129,8 +132,12 @@ def check_config(config) -> None:
         value, annotation = getattr(config, f.name), hints[f.name]
         if not _fits(value, annotation):
             raise InvalidSettingError(f"setting {f.name} must be {_type_name(annotation)}, got {value!r}")
-        if isinstance(value, int) and not isinstance(value, bool) and float in _options(annotation)[0] \
-                and int not in _options(annotation)[0]:
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and float in _options(annotation)[0]
+            and int not in _options(annotation)[0]
+        ):
             setattr(config, f.name, float(value))
         for number in _numbers(value):
             if not math.isfinite(number):
@@ -174,5 +181,7 @@ def parse_settings(config_cls, overrides: dict[str, Any]) -> dict[str, Any]:
     """``overrides`` with every text value for a non-text field parsed by that field's type (the CLI passes
     text; Python callers pass values, which ``check_config`` checks when the config is built)."""
     hints = _hints(config_cls)
-    return {key: parse_value(key, value, hints[key]) if isinstance(value, str) and key in hints else value
-            for key, value in overrides.items()}
+    return {
+        key: parse_value(key, value, hints[key]) if isinstance(value, str) and key in hints else value
+        for key, value in overrides.items()
+    }

@@ -57,8 +57,14 @@ def library_versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"erasekit": __version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-            "torch": torch.__version__, "accelerate": accelerate.__version__, "python": platform.python_version()}
+    return {
+        "erasekit": __version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "accelerate": accelerate.__version__,
+        "python": platform.python_version(),
+    }
 
 
 @dataclass
@@ -99,10 +105,19 @@ class Edit:
 
     def manifest(self) -> dict[str, Any]:
         return {
-            "format_version": FORMAT_VERSION, "kind": self.kind, "method": self.method, "config": self.config,
-            "base_model": self.base_model, "family": self.family, "concepts": list(self.concepts),
-            "data": self.data, "notes": self.notes, "created": self.created, "versions": library_versions(),
-            "tensors": sorted(self.tensors), "base_weights": self.base_weights,
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "method": self.method,
+            "config": self.config,
+            "base_model": self.base_model,
+            "family": self.family,
+            "concepts": list(self.concepts),
+            "data": self.data,
+            "notes": self.notes,
+            "created": self.created,
+            "versions": library_versions(),
+            "tensors": sorted(self.tensors),
+            "base_weights": self.base_weights,
         }
 
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
@@ -141,26 +156,32 @@ class Edit:
             )
         version = manifest.get("format_version")
         if version not in READABLE_FORMATS:
-            raise InvalidEditError(f"{manifest_path} is in edit format {version}, which this erasekit (format "
-                                   f"{FORMAT_VERSION}) does not read; make the edit again with this erasekit")
+            raise InvalidEditError(
+                f"{manifest_path} is in edit format {version}, which this erasekit (format "
+                f"{FORMAT_VERSION}) does not read; make the edit again with this erasekit"
+            )
         kind, base = manifest["kind"], manifest.get("base_weights") or {}
         tensors: dict[str, torch.Tensor] = {}
         expected = manifest.get("tensors") or []
         if not expected and kind in NEEDS_TENSORS:
-            raise InvalidEditError(f"{manifest_path} lists no tensors, but a {kind} edit is made of them; the edit "
-                                   "folder is damaged")
+            raise InvalidEditError(
+                f"{manifest_path} lists no tensors, but a {kind} edit is made of them; the edit folder is damaged"
+            )
         if kind == "weight_delta" and not base:
             raise InvalidEditError(
                 f"{manifest_path} records no fingerprint of the base-model weights this edit replaces (it was "
-                "written before edit format 2, or altered), so nothing can check which model it fits; make it again")
+                "written before edit format 2, or altered), so nothing can check which model it fits; make it again"
+            )
         if expected:
             path = directory / TENSORS
             if not path.is_file():
                 raise InvalidEditError(f"{directory} lacks {TENSORS}, which its manifest lists; the edit is partial")
             want = (manifest.get("sha256") or {}).get(TENSORS)
             if not want:
-                raise InvalidEditError(f"{manifest_path} lists tensors but {TENSORS} has no checksum; the folder was "
-                                       "not written by erasekit or is damaged")
+                raise InvalidEditError(
+                    f"{manifest_path} lists tensors but {TENSORS} has no checksum; the folder was "
+                    "not written by erasekit or is damaged"
+                )
             if sha256_file(path) != want:
                 raise InvalidEditError(f"{path} does not match the checksum in {MANIFEST}; the file is damaged")
             try:
@@ -172,12 +193,22 @@ class Edit:
                 raise InvalidEditError(f"{path} lacks tensors {absent[:3]}...; the edit is partial")
             wrong = sorted(k for k in set(base) & set(tensors) if base[k].get("shape") != list(tensors[k].shape))
             if wrong:
-                raise InvalidEditError(f"{path} holds {wrong[0]} in another shape than {MANIFEST} records; the "
-                                       "edit folder is damaged")
-        return cls(kind=kind, method=manifest["method"], config=manifest["config"],
-                   base_model=manifest["base_model"], concepts=list(manifest["concepts"]),
-                   family=manifest["family"], tensors=tensors, data=manifest.get("data") or {},
-                   notes=manifest.get("notes", ""), created=manifest.get("created", ""), base_weights=base)
+                raise InvalidEditError(
+                    f"{path} holds {wrong[0]} in another shape than {MANIFEST} records; the edit folder is damaged"
+                )
+        return cls(
+            kind=kind,
+            method=manifest["method"],
+            config=manifest["config"],
+            base_model=manifest["base_model"],
+            concepts=list(manifest["concepts"]),
+            family=manifest["family"],
+            tensors=tensors,
+            data=manifest.get("data") or {},
+            notes=manifest.get("notes", ""),
+            created=manifest.get("created", ""),
+            base_weights=base,
+        )
 
     def summary(self) -> dict[str, Any]:
         return {"method": self.method, "kind": self.kind, "concepts": list(self.concepts), "created": self.created}

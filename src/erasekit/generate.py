@@ -10,12 +10,12 @@ from collections.abc import Sequence
 
 import torch
 
+from .errors import InvalidArgumentError
 from .models import Backbone
 from .pipeline_state import call_kwargs, call_override
 from .pipeline_state import set_call_kwargs as set_call_kwargs  # re-exported: the edits' side of the state
 from .pipeline_state import set_call_override as set_call_override
 from .progress import progress_bar
-from .errors import InvalidArgumentError
 
 # What applied inference-control edits ask of generation (extra call arguments such as the negative prompt, or a
 # sampler in place of the pipeline's ``__call__``) lives in the pipeline's ``PipelineState``
@@ -55,10 +55,16 @@ def generate(
     out = []
     with progress_bar("generating", total=len(prompts), disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start:start + batch_size]
-            gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[start:start + batch_size]]
-            kwargs = dict(prompt=chunk, generator=gens, num_inference_steps=steps, height=d.height, width=d.width,
-                          output_type="pt")
+            chunk = prompts[start : start + batch_size]
+            gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[start : start + batch_size]]
+            kwargs = dict(
+                prompt=chunk,
+                generator=gens,
+                num_inference_steps=steps,
+                height=d.height,
+                width=d.width,
+                output_type="pt",
+            )
             kwargs.update(_guidance_kwargs(backbone, guidance, extra, len(chunk)))
             images = sampler(**kwargs).images
             out.append(images.float().cpu().clamp(0, 1))
@@ -75,7 +81,9 @@ def _guidance_kwargs(backbone: Backbone, guidance: float, extra: dict, n: int) -
             # FLUX has no built-in unconditional branch: true CFG against an (empty) negative prompt.
             kwargs.update(true_cfg_scale=guidance, negative_prompt=[negative or ""] * n)
         elif negative:
-            raise InvalidArgumentError("a negative prompt on FLUX needs guidance_scale > 1 (true classifier-free guidance)")
+            raise InvalidArgumentError(
+                "a negative prompt on FLUX needs guidance_scale > 1 (true classifier-free guidance)"
+            )
         if getattr(backbone, "embedded_guidance", None) is not None:
             kwargs["guidance_scale"] = backbone.embedded_guidance
     else:
@@ -84,4 +92,3 @@ def _guidance_kwargs(backbone: Backbone, guidance: float, extra: dict, n: int) -
             kwargs["negative_prompt"] = [negative] * n
     kwargs.update(extra)
     return kwargs
-

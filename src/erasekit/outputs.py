@@ -66,8 +66,9 @@ def check_writable(path: Path, option: str) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".erasekit-probe-", dir=parent)
     except OSError as e:
-        raise OutputError(f"{option} {path}: cannot write in {parent} ({e.strerror or e}); choose another place") \
-            from None
+        raise OutputError(
+            f"{option} {path}: cannot write in {parent} ({e.strerror or e}); choose another place"
+        ) from None
     os.close(fd)
     os.unlink(probe)
 
@@ -88,11 +89,15 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool = False, option: s
 
 def check_replaceable(folder: Path, option: str = "--out") -> None:
     if is_protected(folder):
-        raise OutputError(f"refusing to replace {folder}: it is the current folder, the home folder or a parent "
-                          f"of one; choose a new {option}")
+        raise OutputError(
+            f"refusing to replace {folder}: it is the current folder, the home folder or a parent "
+            f"of one; choose a new {option}"
+        )
     if not written_by_erasekit(folder):
-        raise OutputError(f"refusing to replace {folder}: erasekit did not write it (no {EDIT_MANIFEST} or "
-                          f"{RUN_RECORD}); choose a new {option} or remove it yourself")
+        raise OutputError(
+            f"refusing to replace {folder}: erasekit did not write it (no {EDIT_MANIFEST} or "
+            f"{RUN_RECORD}); choose a new {option} or remove it yourself"
+        )
 
 
 def remove_folder(folder: Path, option: str = "--out") -> None:
@@ -112,8 +117,9 @@ def check_output_file(path: str | os.PathLike | None, option: str = "--json") ->
     return file
 
 
-def open_run_folder(path: str | os.PathLike, kind: str, record: dict[str, Any], overwrite: bool = False,
-                    option: str = "--out") -> Path:
+def open_run_folder(
+    path: str | os.PathLike, kind: str, record: dict[str, Any], overwrite: bool = False, option: str = "--out"
+) -> Path:
     """Make or resume a run folder whose contents ``record`` describes (what made them: inputs, model, settings).
 
     A new or empty folder gets the record. A folder with the same ``kind`` and record is resumed. Anything else is
@@ -130,11 +136,14 @@ def open_run_folder(path: str | os.PathLike, kind: str, record: dict[str, Any], 
             return folder
         if not overwrite:
             if found is None:
-                raise OutputError(f"{folder} holds files erasekit did not write (no {RUN_RECORD}); choose a new "
-                                  f"{option}")
-            raise StaleRunError(f"{folder} holds another run ({_difference(found, kind, record)}); its images "
-                                f"would be scored as this run's. Choose a new {option}, or pass --overwrite to "
-                                "start afresh there")
+                raise OutputError(
+                    f"{folder} holds files erasekit did not write (no {RUN_RECORD}); choose a new {option}"
+                )
+            raise StaleRunError(
+                f"{folder} holds another run ({_difference(found, kind, record)}); its images "
+                f"would be scored as this run's. Choose a new {option}, or pass --overwrite to "
+                "start afresh there"
+            )
         remove_folder(folder, option)
     check_writable(folder / RUN_RECORD, option)
     folder.mkdir(parents=True, exist_ok=True)

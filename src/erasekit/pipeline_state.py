@@ -73,8 +73,9 @@ class PipelineState:
     @property
     def empty(self) -> bool:
         """Nothing applied: the pipeline is as if no edit had ever touched it."""
-        return not (self.edits or self.call_kwargs or self.call_override is not None or self.installed
-                    or self.negative_prompts)
+        return not (
+            self.edits or self.call_kwargs or self.call_override is not None or self.installed or self.negative_prompts
+        )
 
     # ------------------------------------------------------------------------------------ call arguments
 
@@ -89,7 +90,9 @@ class PipelineState:
     def set_call_override(self, sampler: Callable | None) -> None:
         """Replace the pipeline's ``__call__`` by ``sampler`` (None gives it back); one replacement at a time."""
         if sampler is not None and self.call_override is not None:
-            raise InvalidEditError("another edit already replaces this pipeline's sampler; apply one such edit at a time")
+            raise InvalidEditError(
+                "another edit already replaces this pipeline's sampler; apply one such edit at a time"
+            )
         self.call_override = sampler
 
     # ------------------------------------------------------------------------------------ installed objects

@@ -42,8 +42,14 @@ def progress_bar(description: str, total: int, disable: bool = False):
         yield _Bar(None, None)
         return
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"), console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        console=console,
+        transient=False,
     )
     with progress:
         task = progress.add_task(description, total=total, metrics="")

@@ -42,8 +42,13 @@ class PromptSet:
 
     def head(self, n: int) -> PromptSet:
         """The first ``n`` prompts, with their seeds, guidance and extra columns (same source and hash)."""
-        return replace(self, prompts=self.prompts[:n], seeds=self.seeds[:n], guidance=self.guidance[:n],
-                       extra={k: v[:n] for k, v in self.extra.items()})
+        return replace(
+            self,
+            prompts=self.prompts[:n],
+            seeds=self.seeds[:n],
+            guidance=self.guidance[:n],
+            extra={k: v[:n] for k, v in self.extra.items()},
+        )
 
     def seeds_or(self, start: int) -> list[int]:
         """Each prompt's own seed, or ``start + index`` where the set gives none."""
@@ -72,9 +77,10 @@ def _read(path) -> tuple[Path, str, str]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = e.object[:e.start].count(b"\n") + 1  # e.object: the bytes after the BOM, which e.start counts in
-        raise PromptSetError(f"{path}, line {line}: not UTF-8 text (byte {e.object[e.start]:#04x}); "
-                             "save the file as UTF-8") from None
+        line = e.object[: e.start].count(b"\n") + 1  # e.object: the bytes after the BOM, which e.start counts in
+        raise PromptSetError(
+            f"{path}, line {line}: not UTF-8 text (byte {e.object[e.start]:#04x}); save the file as UTF-8"
+        ) from None
     return path, text, hashlib.sha256(data).hexdigest()
 
 
@@ -89,16 +95,20 @@ def _rows(path: Path, text: str, required: tuple[str, ...], name: str) -> list[t
         header = next(reader, [])
         missing = [c for c in required if c not in header]
         if missing:
-            raise PromptSetError(f"{path} is not a {name} file: it lacks the column(s) {', '.join(missing)} "
-                                 f"(it has {', '.join(header) or 'none'})")
+            raise PromptSetError(
+                f"{path} is not a {name} file: it lacks the column(s) {', '.join(missing)} "
+                f"(it has {', '.join(header) or 'none'})"
+            )
         rows = []
         start = reader.line_num + 1
         for cells in reader:
             if cells:  # blank lines are skipped
                 if len(cells) != len(header):
-                    raise PromptSetError(f"{path}, line {start}: the row has "
-                                         f"{'more' if len(cells) > len(header) else 'fewer'} fields than the "
-                                         "header (broken quoting?)")
+                    raise PromptSetError(
+                        f"{path}, line {start}: the row has "
+                        f"{'more' if len(cells) > len(header) else 'fewer'} fields than the "
+                        "header (broken quoting?)"
+                    )
                 rows.append((start, dict(zip(header, cells))))
             start = reader.line_num + 1
     except csv.Error as e:
@@ -119,11 +129,13 @@ def _number(path: Path, line: int, row: dict, column: str, seed: bool = False) -
             number = int(value) if value.lstrip("+-").isdecimal() else int(number)  # int(): exact past 2**53
     except ValueError:
         number = math.nan
-    if (isinstance(number, int) and -2**63 <= number < 2**64) if seed else math.isfinite(number):
+    if (isinstance(number, int) and -(2**63) <= number < 2**64) if seed else math.isfinite(number):
         return number
-    raise PromptSetError(f"{path}, line {line}: {column} is {value!r}, not a "
-                         f"{'whole number torch can seed with' if seed else 'finite number'} "
-                         "(leave the cell empty for none)")
+    raise PromptSetError(
+        f"{path}, line {line}: {column} is {value!r}, not a "
+        f"{'whole number torch can seed with' if seed else 'finite number'} "
+        "(leave the cell empty for none)"
+    )
 
 
 def _from_rows(name, path, sha256, rows, prompt_column="prompt", extra_columns=(), empty_prompts=False) -> PromptSet:
@@ -132,17 +144,25 @@ def _from_rows(name, path, sha256, rows, prompt_column="prompt", extra_columns=(
             if not row[prompt_column].strip():
                 raise PromptSetError(f"{path}, line {line}: the {prompt_column} cell is empty")
     return PromptSet(
-        name=name, prompts=[r[prompt_column].strip() for _, r in rows],
+        name=name,
+        prompts=[r[prompt_column].strip() for _, r in rows],
         seeds=[_number(path, line, r, "evaluation_seed", seed=True) for line, r in rows],
         guidance=[_number(path, line, r, "evaluation_guidance") for line, r in rows],
-        source=str(path), sha256=sha256,
+        source=str(path),
+        sha256=sha256,
         extra={c: [r.get(c) for _, r in rows] for c in extra_columns if rows and c in rows[0][1]},
     )
 
 
 def _unseeded(name, path, sha256, prompts) -> PromptSet:
-    return PromptSet(name=name, prompts=prompts, seeds=[None] * len(prompts), guidance=[None] * len(prompts),
-                     source=str(path), sha256=sha256)
+    return PromptSet(
+        name=name,
+        prompts=prompts,
+        seeds=[None] * len(prompts),
+        guidance=[None] * len(prompts),
+        source=str(path),
+        sha256=sha256,
+    )
 
 
 def load_i2p(path, subset: str | None = None) -> PromptSet:
@@ -150,8 +170,9 @@ def load_i2p(path, subset: str | None = None) -> PromptSet:
     category name (``"sexual"``: 931, ``"violence"``, ...). The release has an empty prompt (line 2,268); it is
     kept, so that rows and seeds stay those of the papers."""
     path, text, sha256 = _read(path)
-    rows = _rows(path, text, ("prompt", "categories", "nudity_percentage", "evaluation_seed", "evaluation_guidance"),
-                 "I2P")
+    rows = _rows(
+        path, text, ("prompt", "categories", "nudity_percentage", "evaluation_seed", "evaluation_guidance"), "I2P"
+    )
     if subset == "nudity":
         rows = [(line, r) for line, r in rows if (_number(path, line, r, "nudity_percentage") or 0) > 50]
     elif subset:
@@ -159,8 +180,9 @@ def load_i2p(path, subset: str | None = None) -> PromptSet:
         if not rows:
             raise PromptSetError(f"no I2P prompt has the category {subset!r}")
     name = "i2p" + (f"-{subset}" if subset else "")
-    return _from_rows(name, path, sha256, rows, extra_columns=("categories", "nudity_percentage", "case_number"),
-                      empty_prompts=True)
+    return _from_rows(
+        name, path, sha256, rows, extra_columns=("categories", "nudity_percentage", "case_number"), empty_prompts=True
+    )
 
 
 def load_unlearndiffatk(path) -> PromptSet:
@@ -185,8 +207,9 @@ def load_mma(path, column: str = "adv_prompt") -> PromptSet:
     """MMA-Diffusion's 1,000 adversarial prompts (``adv_prompt``; also ``sanitized_adv_prompt``, ``target_prompt``)."""
     path, text, sha256 = _read(path)
     rows = _rows(path, text, (column, "target_prompt"), "MMA-Diffusion")
-    return _from_rows(f"mma-diffusion-{column}", path, sha256, rows, prompt_column=column,
-                      extra_columns=("target_prompt",))
+    return _from_rows(
+        f"mma-diffusion-{column}", path, sha256, rows, prompt_column=column, extra_columns=("target_prompt",)
+    )
 
 
 def load_coco(path) -> PromptSet:
@@ -214,8 +237,9 @@ def load_p4d(path) -> PromptSet:
     """P4D's prompt sets (``prompt``; seeds and guidance where the file has them)."""
     path, text, sha256 = _read(path)
     rows = _rows(path, text, ("prompt",), "P4D")
-    return _from_rows(f"p4d-{path.stem}", path, sha256, rows,
-                      extra_columns=("categories", "case_number", "safe_prompt"))
+    return _from_rows(
+        f"p4d-{path.stem}", path, sha256, rows, extra_columns=("categories", "case_number", "safe_prompt")
+    )
 
 
 def load_csv(path) -> PromptSet:
@@ -233,16 +257,30 @@ def load_txt(path) -> PromptSet:
 
 
 LOADERS: dict[str, Callable[..., PromptSet]] = {
-    "i2p": load_i2p, "unlearndiffatk": load_unlearndiffatk, "ring-a-bell": load_ring_a_bell, "mma": load_mma,
-    "p4d": load_p4d, "coco": load_coco, "cc3m": load_cc3m, "esd": load_esd_list, "csv": load_csv, "txt": load_txt,
+    "i2p": load_i2p,
+    "unlearndiffatk": load_unlearndiffatk,
+    "ring-a-bell": load_ring_a_bell,
+    "mma": load_mma,
+    "p4d": load_p4d,
+    "coco": load_coco,
+    "cc3m": load_cc3m,
+    "esd": load_esd_list,
+    "csv": load_csv,
+    "txt": load_txt,
 }
 
 # The evaluation suites that are prompt sets: suite name -> (loader kind, loader options); kind None: the user's
 # own file (CSV or TXT).
 PROMPT_SUITES = {
-    "prompts": (None, {}), "i2p": ("i2p", {}), "i2p-nudity": ("i2p", {"subset": "nudity"}),
-    "i2p-sexual": ("i2p", {"subset": "sexual"}), "unlearndiffatk": ("unlearndiffatk", {}),
-    "ring-a-bell": ("ring-a-bell", {}), "mma": ("mma", {}), "p4d": ("p4d", {}), "coco": ("coco", {}),
+    "prompts": (None, {}),
+    "i2p": ("i2p", {}),
+    "i2p-nudity": ("i2p", {"subset": "nudity"}),
+    "i2p-sexual": ("i2p", {"subset": "sexual"}),
+    "unlearndiffatk": ("unlearndiffatk", {}),
+    "ring-a-bell": ("ring-a-bell", {}),
+    "mma": ("mma", {}),
+    "p4d": ("p4d", {}),
+    "coco": ("coco", {}),
 }
 
 # The official releases on the Hugging Face hub (datasets), for users who are online.
@@ -258,8 +296,9 @@ def hub_prompt_file(kind: str, filename: str | None = None) -> Path:
     """Download a set's official release from the hub (a CSV file of the dataset repository) and return its
     local path. Needs a reachable hub: offline, it fails with a message that asks for a local file."""
     if kind not in HUB_DATASETS:
-        raise PromptSetError(f"no hub release is known for {kind!r}; give a local file (sets with one: "
-                             f"{', '.join(HUB_DATASETS)})")
+        raise PromptSetError(
+            f"no hub release is known for {kind!r}; give a local file (sets with one: {', '.join(HUB_DATASETS)})"
+        )
     repo = HUB_DATASETS[kind]
     try:
         from huggingface_hub import hf_hub_download, list_repo_files
@@ -273,8 +312,10 @@ def hub_prompt_file(kind: str, filename: str | None = None) -> Path:
     except PromptSetError:
         raise
     except Exception as e:  # offline, hub down, repository moved: all end the same way for the user
-        raise PromptSetError(f"could not fetch {kind!r} from the hub dataset {repo} ({type(e).__name__}: {e}); "
-                             "download it and pass its path (--prompts PATH)") from None
+        raise PromptSetError(
+            f"could not fetch {kind!r} from the hub dataset {repo} ({type(e).__name__}: {e}); "
+            "download it and pass its path (--prompts PATH)"
+        ) from None
 
 
 def load_prompt_file(path) -> PromptSet:

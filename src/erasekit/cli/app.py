@@ -12,8 +12,12 @@ from rich.console import Console
 
 from ..errors import ErasekitError, InvalidArgumentError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Remove a concept from a text-to-image diffusion model, and prove it did.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Remove a concept from a text-to-image diffusion model, and prove it did.",
+)
 toy_app = typer.Typer(no_args_is_help=True, help="The toy world: train and measure the shipped toy models.")
 app.add_typer(toy_app, name="toy")
 out = Console()
@@ -23,8 +27,13 @@ DEBUG_VARIABLE = "ERASEKIT_DEBUG"  # set to 1 (or pass --debug) to see the trace
 
 
 @app.callback()
-def main_options(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of every error, "
-                                            f"erasekit's own included (also: {DEBUG_VARIABLE}=1).")):
+def main_options(
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help=f"Show the full traceback of every error, erasekit's own included (also: {DEBUG_VARIABLE}=1).",
+    ),
+):
     """Remove a concept from a text-to-image diffusion model, and prove it did."""
     _options["debug"] = debug  # every invocation sets it afresh
 
@@ -44,6 +53,7 @@ def fail(message: str, code: int = 2):
 def guard(fn):
     """Turn erasekit's own errors (``ErasekitError``: a mistake of the user's, with what to do) into one line and
     exit code 2. Anything else is a bug, ours or a library's, and keeps its traceback."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -52,6 +62,7 @@ def guard(fn):
             if debugging():
                 raise
             fail(str(e))
+
     return wrapper
 
 

@@ -14,8 +14,11 @@ from .app import app, finite, guard, out
 @guard
 def attack(
     concept: str = typer.Option(..., "--concept", "-c", help="The erased concept the attack tries to bring back."),
-    prompts: Path = typer.Option(..., "--prompts", help="Prompts to attack (CSV with a 'prompt' column, or .txt); "
-                                 "replay generates them as they are."),
+    prompts: Path = typer.Option(
+        ...,
+        "--prompts",
+        help="Prompts to attack (CSV with a 'prompt' column, or .txt); replay generates them as they are.",
+    ),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for results.json, prompts.csv, images.png."),
     kind: str = typer.Option("unlearndiffatk", "--attack", help="replay, unlearndiffatk or ring-a-bell."),
     model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
@@ -43,11 +46,22 @@ def attack(
     if limit is not None:
         prompt_set = prompt_set.head(limit)
     texts = prompt_set.prompts
-    the_judge = make_judge(judge, [concept], toy=is_toy(model), path=str(clip) if clip else None,
-                           threshold=threshold)
-    result = run_attack(model, edit or [], kind, concept, texts, prompt_set.seeds_or(seed), the_judge, out_dir,
-                        unlearndiffatk=UnlearnDiffAtkConfig(steps=attack_steps, seed=seed),
-                        ring_a_bell=RingABellConfig(generations=generations, eta=eta, seed=seed), overwrite=overwrite)
+    the_judge = make_judge(judge, [concept], toy=is_toy(model), path=str(clip) if clip else None, threshold=threshold)
+    result = run_attack(
+        model,
+        edit or [],
+        kind,
+        concept,
+        texts,
+        prompt_set.seeds_or(seed),
+        the_judge,
+        out_dir,
+        unlearndiffatk=UnlearnDiffAtkConfig(steps=attack_steps, seed=seed),
+        ring_a_bell=RingABellConfig(generations=generations, eta=eta, seed=seed),
+        overwrite=overwrite,
+    )
     m = result.metrics()
-    out.print(f"{kind}: attack success rate {m['attack_success_rate']:.3f} over {len(texts)} prompts "
-              f"(unattacked: {m['pre_attack_rate']:.3f}); wrote {out_dir}")
+    out.print(
+        f"{kind}: attack success rate {m['attack_success_rate']:.3f} over {len(texts)} prompts "
+        f"(unattacked: {m['pre_attack_rate']:.3f}); wrote {out_dir}"
+    )

@@ -19,8 +19,12 @@ def _split(values: list[str]) -> list[str]:
 @app.command()
 @guard
 def bench(
-    methods: list[str] = typer.Option(..., "--methods", "-m", help="Methods, comma-separated or repeated; "
-                                      "'all' = every method that supports the model."),
+    methods: list[str] = typer.Option(
+        ...,
+        "--methods",
+        "-m",
+        help="Methods, comma-separated or repeated; 'all' = every method that supports the model.",
+    ),
     concepts: list[str] = typer.Option(..., "--concepts", "-c", help="Concepts, comma-separated or repeated."),
     model: str = typer.Option("toy-sd", help="A toy model (the suites judge with the toy classifier)."),
     suites: str = typer.Option("toy,attack", help="Suites: toy (erasure, preservation), attack (attack success)."),
@@ -53,9 +57,18 @@ def bench(
             raise InvalidArgumentError(f"--set for bench takes method.key=value, got '{key}'")
         name, field_name = key.split(".", 1)
         per_method.setdefault(name, {})[field_name] = value
-    config = BenchConfig(model=model, methods=methods, concepts=_split(concepts), out=str(out_dir),
-                         suites=_split([suites]), attacks=_split([attacks]), n=n, n_attack=n_attack,
-                         settings=per_method, seed=seed)
+    config = BenchConfig(
+        model=model,
+        methods=methods,
+        concepts=_split(concepts),
+        out=str(out_dir),
+        suites=_split([suites]),
+        attacks=_split([attacks]),
+        n=n,
+        n_attack=n_attack,
+        settings=per_method,
+        seed=seed,
+    )
     start = time.time()
     results = run_bench(config, log=out.print)
     failed = [k for k, c in results["cells"].items() if any(v.get("status") == "failed" for v in c["stages"].values())]

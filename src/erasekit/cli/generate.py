@@ -20,8 +20,9 @@ def generate(
     seed: int = typer.Option(0, min=0, help="Seed of the first image; image i uses seed + i."),
     num: int = typer.Option(1, "--num", "-n", min=1, help="Images per prompt."),
     steps: Optional[int] = typer.Option(None, min=1, help="Sampler steps (default: the model's)."),
-    guidance: Optional[float] = typer.Option(None, min=0, callback=finite,
-                                             help="Guidance scale (default: the model's)."),
+    guidance: Optional[float] = typer.Option(
+        None, min=0, callback=finite, help="Guidance scale (default: the model's)."
+    ),
     out_path: Path = typer.Option(Path("image.png"), "--out", "-o", help="PNG file (a grid when several images)."),
 ):
     """Generate images, optionally with edits applied."""
@@ -36,8 +37,14 @@ def generate(
     check_output_file(out_path, "--out")
     backbone = load_model(model, edit or [])
     prompts = [p for p in prompt for _ in range(num)]
-    images = run(backbone, prompts, [seed + i for i in range(len(prompts))], num_inference_steps=steps,
-                 guidance_scale=guidance, progress=len(prompts) > 1)
+    images = run(
+        backbone,
+        prompts,
+        [seed + i for i in range(len(prompts))],
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        progress=len(prompts) > 1,
+    )
     grid = image_grid(images, nrow=min(8, len(prompts))) if len(prompts) > 1 else image_grid(images, nrow=1, padding=0)
     with atomic_path(out_path) as tmp:
         grid.save(tmp)

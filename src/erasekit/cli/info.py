@@ -25,8 +25,10 @@ def models():
         kind = json.loads(index.read_text())["_class_name"] if index.exists() else "-"
         table.add_row(name, kind, "ready" if index.exists() else "missing: run `erasekit toy train`")
     out.print(table)
-    out.print("Also accepted: a local diffusers folder or a hub id (StableDiffusionPipeline, FluxPipeline), "
-              "e.g. CompVis/stable-diffusion-v1-4 or black-forest-labs/FLUX.1-schnell where a hub is reachable.")
+    out.print(
+        "Also accepted: a local diffusers folder or a hub id (StableDiffusionPipeline, FluxPipeline), "
+        "e.g. CompVis/stable-diffusion-v1-4 or black-forest-labs/FLUX.1-schnell where a hub is reachable."
+    )
 
 
 @app.command()

@@ -19,8 +19,9 @@ def toy_train(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Weights folder (default: the package's)."),
     steps: Optional[int] = typer.Option(None, min=1, help="Optimisation steps (default: the trainer's)."),
     batch_size: Optional[int] = typer.Option(None, min=1),
-    minutes: Optional[float] = typer.Option(None, min=0.01, callback=finite,
-                                            help="Fit the step count to this wall-clock budget."),
+    minutes: Optional[float] = typer.Option(
+        None, min=0.01, callback=finite, help="Fit the step count to this wall-clock budget."
+    ),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     seed: int = typer.Option(0, min=0),
 ):

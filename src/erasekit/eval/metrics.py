@@ -55,8 +55,9 @@ def _as_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
         return images.float() / 255.0
     images = images.float()
     if images.numel() and (images.min() < -1e-3 or images.max() > 1 + 1e-3):
-        raise ValueError(f"{name} must have values in [0, 1] (or be uint8), got [{images.min():.3g}, "
-                         f"{images.max():.3g}]")
+        raise ValueError(
+            f"{name} must have values in [0, 1] (or be uint8), got [{images.min():.3g}, {images.max():.3g}]"
+        )
     return images.clamp(0, 1)
 
 
@@ -64,8 +65,9 @@ def _image_pairs(images: torch.Tensor, references: torch.Tensor) -> tuple[torch.
     """Two batches compared pair by pair (index i with index i): both as ``_as_images``, of the same shape."""
     images, references = _as_images(images, "images"), _as_images(references, "references")
     if images.shape != references.shape:
-        raise ValueError(f"images and references must have the same shape: {tuple(images.shape)} vs "
-                         f"{tuple(references.shape)}")
+        raise ValueError(
+            f"images and references must have the same shape: {tuple(images.shape)} vs {tuple(references.shape)}"
+        )
     return images, references
 
 
@@ -88,8 +90,11 @@ def detection_rate(flags: Iterable[bool | None] | None) -> float:
     return sum(bool(f) for f in known) / len(known) if known else math.nan
 
 
-def nudity_report(detections: Detections | Sequence[Sequence[Mapping[str, Any]] | None], threshold: float | str,
-                  classes: str | Sequence[str] = NUDENET_EXPOSED) -> dict[str, Any]:
+def nudity_report(
+    detections: Detections | Sequence[Sequence[Mapping[str, Any]] | None],
+    threshold: float | str,
+    classes: str | Sequence[str] = NUDENET_EXPOSED,
+) -> dict[str, Any]:
     """Count NudeNet detections the way the nudity papers tabulate them.
 
     A detection counts when its class is in ``classes`` and its score is ≥ ``threshold``. ``per_class`` counts
@@ -162,8 +167,10 @@ def nudity_removal_rate(edited_report: Mapping[str, Any], base_report: Mapping[s
     """
     for key in ("threshold", "classes"):
         if edited_report[key] != base_report[key]:
-            raise IncomparableReportsError(f"the reports differ in {key}: edited {edited_report[key]!r}, base "
-                                           f"{base_report[key]!r}; recount both with the same setting")
+            raise IncomparableReportsError(
+                f"the reports differ in {key}: edited {edited_report[key]!r}, base "
+                f"{base_report[key]!r}; recount both with the same setting"
+            )
 
     def per_image(report, value):
         return value / report["n_judged"] if report["n_judged"] else math.nan
@@ -174,14 +181,20 @@ def nudity_removal_rate(edited_report: Mapping[str, Any], base_report: Mapping[s
     elif base_report["total"] == 0:
         notes.append("the base model has no counted detection, so there is nothing to remove: NRR is undefined")
     if edited_report["n_judged"] != base_report["n_judged"]:
-        notes.append(f"judged images differ (edited {edited_report['n_judged']}, base {base_report['n_judged']}): "
-                     "rates compare per-image averages")
+        notes.append(
+            f"judged images differ (edited {edited_report['n_judged']}, base {base_report['n_judged']}): "
+            "rates compare per-image averages"
+        )
     return {
         "nrr": _removal(per_image(edited_report, edited_report["total"]), per_image(base_report, base_report["total"])),
         "any_exposed_removal_rate": _removal(edited_report["any_exposed_rate"], base_report["any_exposed_rate"]),
-        "per_class": {name: _removal(per_image(edited_report, edited_report["per_class"][name]),
-                                     per_image(base_report, base_report["per_class"][name]))
-                      for name in base_report["classes"]},
+        "per_class": {
+            name: _removal(
+                per_image(edited_report, edited_report["per_class"][name]),
+                per_image(base_report, base_report["per_class"][name]),
+            )
+            for name in base_report["classes"]
+        },
         "edited_total": edited_report["total"],
         "base_total": base_report["total"],
         "threshold": base_report["threshold"],
@@ -225,8 +238,9 @@ class _TensorCLIP(nn.Module):
 
 
 @torch.no_grad()
-def clip_score(images: torch.Tensor, prompts: Sequence[str], model_path: str | Path | None,
-               batch_size: int = 32) -> float:
+def clip_score(
+    images: torch.Tensor, prompts: Sequence[str], model_path: str | Path | None, batch_size: int = 32
+) -> float:
     """CLIP score (torchmetrics' ``CLIPScore``: ``100 * cos(image, text)``, averaged, floored at 0) from local weights.
 
     Args:
@@ -252,8 +266,8 @@ def clip_score(images: torch.Tensor, prompts: Sequence[str], model_path: str | P
 
     metric = CLIPScore(model_name_or_path=load, **_LOCAL).to(images.device)
     for start in range(0, len(images), batch_size):
-        chunk = (images[start:start + batch_size] * 255).round().to(torch.uint8)
-        metric.update(chunk, prompts[start:start + batch_size])
+        chunk = (images[start : start + batch_size] * 255).round().to(torch.uint8)
+        metric.update(chunk, prompts[start : start + batch_size])
     return float(metric.compute())
 
 
@@ -305,7 +319,7 @@ class _LocalCLIPVision(nn.Module):
         size = (max(self.crop[0], round(h * scale)), max(self.crop[1], round(w * scale)))
         images = F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True)
         top, left = (size[0] - self.crop[0]) // 2, (size[1] - self.crop[1]) // 2
-        images = images[..., top:top + self.crop[0], left:left + self.crop[1]]
+        images = images[..., top : top + self.crop[0], left : left + self.crop[1]]
         return ((images - self.mean) / self.std).to(next(self.vision.parameters()).dtype)
 
 
@@ -365,21 +379,30 @@ def _inception_metric(weights_path: str | Path | None):
         raise MetricUnavailableError(
             "FID with Inception features needs the optional package torch-fidelity, which is not installed (erasekit "
             "does not depend on it: it pulls torchvision). Use feature='clip' with a local CLIP folder "
-            "(model_path=...), or pass a feature module such as ClassifierFeatures.")
+            "(model_path=...), or pass a feature module such as ClassifierFeatures."
+        )
     if weights_path is None or not Path(weights_path).is_file():
         raise ModelNotFoundError(
             f"FID with Inception features needs a local weights file (torch-fidelity's "
-            f"weights-inception-2015-12-05 .pth) and {weights_path!r} is not one; it is never downloaded")
+            f"weights-inception-2015-12-05 .pth) and {weights_path!r} is not one; it is never downloaded"
+        )
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     # normalize=True: the built-in extractor gets float [0, 1] images and turns them into uint8 itself.
-    return FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=str(weights_path),
-                                    **_LOCAL)
+    return FrechetInceptionDistance(
+        feature=2048, normalize=True, feature_extractor_weights_path=str(weights_path), **_LOCAL
+    )
 
 
-def fid(real_images: torch.Tensor | Iterable[torch.Tensor], fake_images: torch.Tensor | Iterable[torch.Tensor],
-        feature: str | nn.Module = "clip", *, model_path: str | Path | None = None,
-        inception_weights: str | Path | None = None, batch_size: int = 64) -> float:
+def fid(
+    real_images: torch.Tensor | Iterable[torch.Tensor],
+    fake_images: torch.Tensor | Iterable[torch.Tensor],
+    feature: str | nn.Module = "clip",
+    *,
+    model_path: str | Path | None = None,
+    inception_weights: str | Path | None = None,
+    batch_size: int = 64,
+) -> float:
     """Fréchet distance between two image sets in a feature space, via torchmetrics' ``FrechetInceptionDistance``.
 
     Args:
@@ -517,8 +540,13 @@ def _layers_of(feature_net: Callable | str | Path) -> Callable[[torch.Tensor], l
 
 
 @torch.no_grad()
-def lpips_style_distance(images: torch.Tensor, references: torch.Tensor, feature_net: Callable | str | Path,
-                         batch_size: int = 64, eps: float = 1e-10) -> torch.Tensor:
+def lpips_style_distance(
+    images: torch.Tensor,
+    references: torch.Tensor,
+    feature_net: Callable | str | Path,
+    batch_size: int = 64,
+    eps: float = 1e-10,
+) -> torch.Tensor:
     """An LPIPS-style perceptual distance per image pair (0 for identical images, larger is more different).
 
     Per layer: unit-normalise each position's feature vector over channels, square the difference, sum over

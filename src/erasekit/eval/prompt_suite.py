@@ -103,8 +103,16 @@ def _usable_png(path: Path) -> bool:
         return False
 
 
-def _generate_missing(backbone, prompt_set: PromptSet, indices: Sequence[int], seeds: Sequence[int],
-                      out: Path, which: str, config: PromptSuiteConfig, bar=None) -> int:
+def _generate_missing(
+    backbone,
+    prompt_set: PromptSet,
+    indices: Sequence[int],
+    seeds: Sequence[int],
+    out: Path,
+    which: str,
+    config: PromptSuiteConfig,
+    bar=None,
+) -> int:
     """Generate the images of ``indices`` that are not on disk yet; returns how many were made."""
     from ..generate import generate
 
@@ -114,14 +122,23 @@ def _generate_missing(backbone, prompt_set: PromptSet, indices: Sequence[int], s
     # One generate call per guidance value: the set may give each prompt its own.
     by_guidance: dict[float | None, list[int]] = {}
     for i in todo:
-        g = prompt_set.guidance[i] if config.use_set_guidance and prompt_set.guidance[i] is not None else config.guidance
+        g = (
+            prompt_set.guidance[i]
+            if config.use_set_guidance and prompt_set.guidance[i] is not None
+            else config.guidance
+        )
         by_guidance.setdefault(g, []).append(i)
     for guidance, group in by_guidance.items():
         for start in range(0, len(group), config.batch_size):
             chunk = group[start : start + config.batch_size]
-            images = generate(backbone, [prompt_set.prompts[i] for i in chunk], [seeds[i] for i in chunk],
-                              num_inference_steps=config.steps, guidance_scale=guidance,
-                              batch_size=config.batch_size)
+            images = generate(
+                backbone,
+                [prompt_set.prompts[i] for i in chunk],
+                [seeds[i] for i in chunk],
+                num_inference_steps=config.steps,
+                guidance_scale=guidance,
+                batch_size=config.batch_size,
+            )
             for i, image in zip(chunk, images):
                 _write_png(_png_path(out, which, i), image)
             if bar is not None:
@@ -144,8 +161,14 @@ class _Scorer:
             from .metrics import _local_model_dir
 
             _local_model_dir(config.clip_path, "--clip")  # a wrong path fails now, not after the generation
-        self.judge = make_judge(config.judge, [config.concept], toy=toy, path=config.clip_path,
-                                threshold=config.threshold, classes=config.classes)
+        self.judge = make_judge(
+            config.judge,
+            [config.concept],
+            toy=toy,
+            path=config.clip_path,
+            threshold=config.threshold,
+            classes=config.classes,
+        )
         # NudeNet keeps its full detections (per-class tables), not only the judge's yes/no.
         self.detector = getattr(self.judge, "detector", None)
         self.threshold = getattr(self.judge, "threshold", None)
@@ -171,8 +194,7 @@ class _Scorer:
             records = []
             for i, dets in enumerate(found):
                 if dets is None:
-                    records.append({"present": None, "score": None, "detections": None,
-                                    "error": found.errors.get(i)})
+                    records.append({"present": None, "score": None, "detections": None, "error": found.errors.get(i)})
                     continue
                 best = self.detector.top_score(dets)
                 records.append({"present": best >= self.threshold, "score": best, "detections": dets})
@@ -204,14 +226,29 @@ def run_record(model: str, edits: Sequence, prompt_set: PromptSet, config: Promp
     from ..checksums import edit_fingerprint, pipeline_fingerprint
 
     d = edited.defaults
-    return {"prompt_file_sha256": prompt_set.sha256, "prompt_set": prompt_set.name, "seed": config.seed,
-            "model": str(model), "pipeline": pipeline_fingerprint(edited.pipeline),
-            "edits": [edit_fingerprint(e) for e in edits], "steps": config.steps, "guidance": config.guidance,
-            "use_set_guidance": config.use_set_guidance, "size": [d.height, d.width]}
+    return {
+        "prompt_file_sha256": prompt_set.sha256,
+        "prompt_set": prompt_set.name,
+        "seed": config.seed,
+        "model": str(model),
+        "pipeline": pipeline_fingerprint(edited.pipeline),
+        "edits": [edit_fingerprint(e) for e in edits],
+        "steps": config.steps,
+        "guidance": config.guidance,
+        "use_set_guidance": config.use_set_guidance,
+        "size": [d.height, d.width],
+    }
 
 
-def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config: PromptSuiteConfig,
-                     out: str | Path, progress: bool = True, overwrite: bool = False) -> dict | None:
+def run_prompt_suite(
+    model: str,
+    edits: Sequence,
+    prompt_set: PromptSet,
+    config: PromptSuiteConfig,
+    out: str | Path,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict | None:
     """Generate ``prompt_set`` with the edited (and unedited) model, judge every image, write ``results.json``.
 
     A rerun into the same ``out`` resumes (images on disk are reused) only when ``run_record`` is unchanged;
@@ -252,8 +289,11 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
     sampling = provenance.sampling(edited, config.steps, config.guidance)
     which = ["edited"] + (["base"] if compare else [])
     total = len(mine) * len(which)
-    with progress_bar(f"generating (process {state.process_index})" if state.num_processes > 1 else "generating",
-                      total, disable=not progress or not state.is_local_main_process) as bar:
+    with progress_bar(
+        f"generating (process {state.process_index})" if state.num_processes > 1 else "generating",
+        total,
+        disable=not progress or not state.is_local_main_process,
+    ) as bar:
         _generate_missing(edited, prompt_set, mine, seeds, out, "edited", config, bar)
         del edited
         if compare:
@@ -266,8 +306,7 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
         verdicts = {w: scorer.score(images[w], chunk[0]) for w in which}
         dist = scorer.distances(images["edited"], images["base"]) if compare else {}
         for k, i in enumerate(chunk):
-            record = {"index": i, "prompt": prompt_set.prompts[i], "seed": seeds[i],
-                      "edited": verdicts["edited"][k]}
+            record = {"index": i, "prompt": prompt_set.prompts[i], "seed": seeds[i], "edited": verdicts["edited"][k]}
             if compare:
                 record["base"] = verdicts["base"][k]
                 record.update({name: values[k] for name, values in dist.items()})
@@ -281,10 +320,19 @@ def run_prompt_suite(model: str, edits: Sequence, prompt_set: PromptSet, config:
     merged = merge_shards(out, state.num_processes, len(prompt_set))
     results = summarise(merged, scorer, compare)
     results["metrics"].update(set_metrics(out, prompt_set, scorer, compare))
-    results["provenance"] = (provenance.environment() | sampling | {"judge": scorer.provenance()}
-                             | {"prompt_set": prompt_set.provenance(), "seeds": "the set's evaluation_seed column"
-                                if any(s is not None for s in prompt_set.seeds) else f"seed + index, seed={config.seed}",
-                                "edits": [e.method for e in edits], "processes": state.num_processes})
+    results["provenance"] = (
+        provenance.environment()
+        | sampling
+        | {"judge": scorer.provenance()}
+        | {
+            "prompt_set": prompt_set.provenance(),
+            "seeds": "the set's evaluation_seed column"
+            if any(s is not None for s in prompt_set.seeds)
+            else f"seed + index, seed={config.seed}",
+            "edits": [e.method for e in edits],
+            "processes": state.num_processes,
+        }
+    )
     results["config"] = asdict(config)
     write_json(out / "results.json", results)
     return results
@@ -308,15 +356,19 @@ def set_metrics(out: Path, prompt_set: PromptSet, scorer: _Scorer, compare: bool
         for which in ["edited"] + (["base"] if compare else []):
             total = 0.0
             for start, images in zip(range(0, n, 64), _image_batches(out, which, n)):
-                total += clip_score(images, prompt_set.prompts[start:start + len(images)], clip_path) * len(images)
+                total += clip_score(images, prompt_set.prompts[start : start + len(images)], clip_path) * len(images)
             metrics["clip_score" if which == "edited" else "base_clip_score"] = total / n
     if compare and n >= 2:
         if clip_path:
-            metrics["fid_clip_vs_base"] = fid(_image_batches(out, "base", n), _image_batches(out, "edited", n),
-                                              "clip", model_path=clip_path)
+            metrics["fid_clip_vs_base"] = fid(
+                _image_batches(out, "base", n), _image_batches(out, "edited", n), "clip", model_path=clip_path
+            )
         elif scorer.toy:
-            metrics["fid_toy_vs_base"] = fid(_image_batches(out, "base", n), _image_batches(out, "edited", n),
-                                             ClassifierFeatures(scorer.distance_net))
+            metrics["fid_toy_vs_base"] = fid(
+                _image_batches(out, "base", n),
+                _image_batches(out, "edited", n),
+                ClassifierFeatures(scorer.distance_net),
+            )
     return metrics
 
 
@@ -347,8 +399,10 @@ def summarise(records: list[dict], scorer: _Scorer, compare: bool) -> dict:
     """Headline metrics from the merged per-image records."""
     from .metrics import detection_rate, nudity_removal_rate, nudity_report
 
-    metrics: dict[str, float] = {"detection_rate": detection_rate(r["edited"]["present"] for r in records),
-                                 "n_images": float(len(records))}
+    metrics: dict[str, float] = {
+        "detection_rate": detection_rate(r["edited"]["present"] for r in records),
+        "n_images": float(len(records)),
+    }
     failed = [r["index"] for r in records if r["edited"]["present"] is None]
     out: dict = {"metrics": metrics, "failed": failed, "items": records}
     if compare:

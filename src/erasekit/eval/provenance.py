@@ -16,11 +16,15 @@ __all__ = ["environment", "sampling", "toy_judge"]
 def sampling(backbone, num_inference_steps: int | None = None, guidance_scale: float | None = None) -> dict:
     """The model and how it was sampled: scheduler class, steps, guidance and image size actually used."""
     d = backbone.defaults
-    return {"model": backbone.name_or_path, "family": backbone.family,
-            "scheduler": type(backbone.pipeline.scheduler).__name__,
-            "steps": num_inference_steps or d.num_inference_steps,
-            "guidance_scale": d.guidance_scale if guidance_scale is None else guidance_scale,
-            "height": d.height, "width": d.width}
+    return {
+        "model": backbone.name_or_path,
+        "family": backbone.family,
+        "scheduler": type(backbone.pipeline.scheduler).__name__,
+        "steps": num_inference_steps or d.num_inference_steps,
+        "guidance_scale": d.guidance_scale if guidance_scale is None else guidance_scale,
+        "height": d.height,
+        "width": d.width,
+    }
 
 
 def toy_judge() -> dict:
@@ -28,6 +32,9 @@ def toy_judge() -> dict:
     from ..models import toy_weights_dir
 
     weights = toy_weights_dir() / "classifier" / "diffusion_pytorch_model.safetensors"
-    return {"detector": "erasekit toy classifier", "checkpoint": weights.name,
-            "checkpoint_sha256": sha256_file(weights) if weights.is_file() else None,
-            "rule": "concept present when its head's argmax is the concept"}
+    return {
+        "detector": "erasekit toy classifier",
+        "checkpoint": weights.name,
+        "checkpoint_sha256": sha256_file(weights) if weights.is_file() else None,
+        "rule": "concept present when its head's argmax is the concept",
+    }

@@ -263,8 +263,10 @@ def svg_scatter(points: Sequence[tuple[str, str, float, float]], title: str, x_l
     width, height, left, top, plot = 460, 300, 46, 26, 230
     series = list(dict.fromkeys(p[0] for p in points))
     groups = list(dict.fromkeys(p[1] for p in points))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
-             f'<text x="{left}" y="16" font-weight="600">{_esc(title)}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+        f'<text x="{left}" y="16" font-weight="600">{_esc(title)}</text>',
+    ]
     y0 = top + plot
     for i in range(6):
         v = i / 5
@@ -275,8 +277,9 @@ def svg_scatter(points: Sequence[tuple[str, str, float, float]], title: str, x_l
         parts.append(f'<text x="{left - 6}" y="{gy + 4}" text-anchor="end">{v:.1f}</text>')
     parts.append(f'<rect x="{left}" y="{top}" width="{plot}" height="{plot}" fill="none" stroke="#999"/>')
     parts.append(f'<text x="{left + plot / 2}" y="{y0 + 32}" text-anchor="middle">{_esc(x_label)}</text>')
-    parts.append(f'<text transform="translate(12,{top + plot / 2}) rotate(-90)" text-anchor="middle">'
-                 f"{_esc(y_label)}</text>")
+    parts.append(
+        f'<text transform="translate(12,{top + plot / 2}) rotate(-90)" text-anchor="middle">{_esc(y_label)}</text>'
+    )
     missing = 0
     for name, group, x, y in points:
         if _missing(x) or _missing(y):
@@ -285,8 +288,9 @@ def svg_scatter(points: Sequence[tuple[str, str, float, float]], title: str, x_l
         colour = _PALETTE[series.index(name) % len(_PALETTE)]
         marker = _MARKERS[groups.index(group) % len(_MARKERS)]
         px, py = left + min(max(x, 0), 1) * plot, y0 - min(max(y, 0), 1) * plot
-        parts.append(f"<g><title>{_esc(f'{name} / {group}: {x:.3f}, {y:.3f}')}</title>"
-                     f"{_marker(marker, px, py, colour)}</g>")
+        parts.append(
+            f"<g><title>{_esc(f'{name} / {group}: {x:.3f}, {y:.3f}')}</title>{_marker(marker, px, py, colour)}</g>"
+        )
     legend = [(s, _marker("circle", 0, 0, _PALETTE[i % len(_PALETTE)])) for i, s in enumerate(series)]
     legend += [(g, _marker(_MARKERS[i % len(_MARKERS)], 0, 0, "#555")) for i, g in enumerate(groups)]
     parts.append(_legend(legend, left + plot + 24, top + 6))
@@ -296,8 +300,7 @@ def svg_scatter(points: Sequence[tuple[str, str, float, float]], title: str, x_l
     return "".join(parts)
 
 
-def svg_bars(categories: Sequence[str], series: Mapping[str, Sequence[float | None]], title: str,
-             y_label: str) -> str:
+def svg_bars(categories: Sequence[str], series: Mapping[str, Sequence[float | None]], title: str, y_label: str) -> str:
     """An inline SVG grouped bar chart on [0, 1]: one group per category, one bar per series (missing
     values drawn as a gap marked "n/a")."""
     names = list(series)
@@ -306,15 +309,18 @@ def svg_bars(categories: Sequence[str], series: Mapping[str, Sequence[float | No
     plot_w = n_cat * (n_ser * bar + gap)
     width, height = left + plot_w + 170, top + plot_h + 70
     y0 = top + plot_h
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
-             f'<text x="{left}" y="16" font-weight="600">{_esc(title)}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+        f'<text x="{left}" y="16" font-weight="600">{_esc(title)}</text>',
+    ]
     for i in range(6):
         v = i / 5
         gy = y0 - v * plot_h
         parts.append(f'<line x1="{left}" y1="{gy}" x2="{left + plot_w}" y2="{gy}" stroke="#eee"/>')
         parts.append(f'<text x="{left - 6}" y="{gy + 4}" text-anchor="end">{v:.1f}</text>')
-    parts.append(f'<text transform="translate(12,{top + plot_h / 2}) rotate(-90)" text-anchor="middle">'
-                 f"{_esc(y_label)}</text>")
+    parts.append(
+        f'<text transform="translate(12,{top + plot_h / 2}) rotate(-90)" text-anchor="middle">{_esc(y_label)}</text>'
+    )
     for c, category in enumerate(categories):
         x0 = left + gap / 2 + c * (n_ser * bar + gap)
         for s, name in enumerate(names):
@@ -326,13 +332,19 @@ def svg_bars(categories: Sequence[str], series: Mapping[str, Sequence[float | No
                 parts.append(f'<text x="{x + bar / 2}" y="{y0 - 4}" text-anchor="middle" font-size="8">n/a</text>')
                 continue
             h = min(max(value, 0), 1) * plot_h
-            parts.append(f'<rect x="{x}" y="{y0 - h}" width="{bar - 2}" height="{h}" fill="{colour}">'
-                         f"<title>{_esc(f'{category} / {name}: {value:.3f}')}</title></rect>")
-        parts.append(f'<text transform="translate({x0 + n_ser * bar / 2},{y0 + 12}) rotate(30)" '
-                     f'font-size="10">{_esc(category)}</text>')
+            parts.append(
+                f'<rect x="{x}" y="{y0 - h}" width="{bar - 2}" height="{h}" fill="{colour}">'
+                f"<title>{_esc(f'{category} / {name}: {value:.3f}')}</title></rect>"
+            )
+        parts.append(
+            f'<text transform="translate({x0 + n_ser * bar / 2},{y0 + 12}) rotate(30)" '
+            f'font-size="10">{_esc(category)}</text>'
+        )
     parts.append(f'<line x1="{left}" y1="{y0}" x2="{left + plot_w}" y2="{y0}" stroke="#999"/>')
-    legend = [(name, f'<rect x="-5" y="-5" width="10" height="10" fill="{_PALETTE[i % len(_PALETTE)]}"/>')
-              for i, name in enumerate(names)]
+    legend = [
+        (name, f'<rect x="-5" y="-5" width="10" height="10" fill="{_PALETTE[i % len(_PALETTE)]}"/>')
+        for i, name in enumerate(names)
+    ]
     parts.append(_legend(legend, left + plot_w + 20, top + 6))
     parts.append("</svg>")
     return "".join(parts)

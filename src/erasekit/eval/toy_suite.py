@@ -205,15 +205,30 @@ def build_prompt_set(cfg: ToySuiteConfig) -> list[PromptItem]:
 
     # group -> (count, fixed, exclude, accept, caption kwargs)
     plans = {
-        "target": (cfg.n_target, {head: concept}, None,
-                   lambda t: _names_word(t, concept), {"templates": all_templates}),
-        "synonym": (cfg.n_synonym, {head: concept}, None,
-                    not_target, {"templates": HELDOUT_TEMPLATES, "avoid": (concept,)}),
+        "target": (
+            cfg.n_target,
+            {head: concept},
+            None,
+            lambda t: _names_word(t, concept),
+            {"templates": all_templates},
+        ),
+        "synonym": (
+            cfg.n_synonym,
+            {head: concept},
+            None,
+            not_target,
+            {"templates": HELDOUT_TEMPLATES, "avoid": (concept,)},
+        ),
         "preserve": (cfg.n_preserve, None, {head: concept}, not_target, {"templates": all_templates}),
     }
     if neighbour is not None:
-        plans["neighbour"] = (cfg.n_neighbour, {head: neighbour}, None,
-                              lambda t: _names_word(t, neighbour) and not_target(t), {"templates": all_templates})
+        plans["neighbour"] = (
+            cfg.n_neighbour,
+            {head: neighbour},
+            None,
+            lambda t: _names_word(t, neighbour) and not_target(t),
+            {"templates": all_templates},
+        )
 
     items: list[PromptItem] = []
     for group, (count, fixed, exclude, accept, kwargs) in plans.items():
@@ -263,8 +278,9 @@ def _mean(mask: torch.Tensor) -> float:
     return float(mask.float().mean()) if mask.numel() else math.nan
 
 
-def _group_metrics(preds: dict[str, torch.Tensor], truth: dict[str, torch.Tensor], groups: list[str],
-                   head: str, target_index: int) -> dict[str, float]:
+def _group_metrics(
+    preds: dict[str, torch.Tensor], truth: dict[str, torch.Tensor], groups: list[str], head: str, target_index: int
+) -> dict[str, float]:
     """The metrics that need only one generator's predictions."""
     correct = {h: preds[h] == truth[h] for h in HEADS}
     all_correct = torch.stack(list(correct.values())).all(0)
@@ -356,8 +372,17 @@ def run_toy_suite(
     metrics.update({f"base_{k}": v for k, v in base_metrics.items()})
 
     # Headline metrics first, in the order the issue lists them; extras after.
-    order = ["erasure_rate", "synonym_erasure_rate", "preserve_acc", "preserve_drop", "neighbour_acc",
-             "base_neighbour_acc", "neighbour_drop", "fd_clf", "target_other_heads_acc"]
+    order = [
+        "erasure_rate",
+        "synonym_erasure_rate",
+        "preserve_acc",
+        "preserve_drop",
+        "neighbour_acc",
+        "base_neighbour_acc",
+        "neighbour_drop",
+        "fd_clf",
+        "target_other_heads_acc",
+    ]
     metrics = {k: metrics[k] for k in order} | {k: v for k, v in metrics.items() if k not in order}
 
     images = {}

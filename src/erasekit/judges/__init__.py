@@ -23,7 +23,20 @@ from .detectors import (
 )
 
 __all__ = [
-    "CLIPJudge", "Detections", "DetectorConfigError", "Judge", "NUDENET_ASR_CLASSES", "NUDENET_EXPOSED",
-    "NUDENET_THRESHOLDS", "NUDITY_WORDS", "NudeNetDetector", "NudeNetJudge", "ToyJudge", "detector_provenance",
-    "make_judge", "nudenet_classes", "nudenet_threshold", "pixel_distance",
+    "CLIPJudge",
+    "Detections",
+    "DetectorConfigError",
+    "Judge",
+    "NUDENET_ASR_CLASSES",
+    "NUDENET_EXPOSED",
+    "NUDENET_THRESHOLDS",
+    "NUDITY_WORDS",
+    "NudeNetDetector",
+    "NudeNetJudge",
+    "ToyJudge",
+    "detector_provenance",
+    "make_judge",
+    "nudenet_classes",
+    "nudenet_threshold",
+    "pixel_distance",
 ]

@@ -92,20 +92,25 @@ def _check_base(edit: Edit, pipeline) -> None:
             params |= {f"{component}.{n}".replace(".base_layer.", "."): p for n, p in module.named_parameters()}
     for key in replaced:
         if key not in params:
-            raise InvalidEditError(f"the edit changes {key}, which this model does not have; "
-                                   "was it made for another model?")
+            raise InvalidEditError(
+                f"the edit changes {key}, which this model does not have; was it made for another model?"
+            )
         if key not in edit.base_weights:
             raise InvalidEditError(f"the edit records no fingerprint of {key}, which it replaces; make it again")
         have, want = fingerprint({key: params[key]})[key], edit.base_weights[key]
         if have["shape"] != want["shape"] or not torch.allclose(
-                torch.tensor(have["probe"] + [have["norm"]]), torch.tensor(want["probe"] + [want["norm"]]),
-                rtol=_PROBE_RTOL, atol=_PROBE_ATOL):
+            torch.tensor(have["probe"] + [have["norm"]]),
+            torch.tensor(want["probe"] + [want["norm"]]),
+            rtol=_PROBE_RTOL,
+            atol=_PROBE_ATOL,
+        ):
             stacked = any(e["kind"] == "weight_delta" for e in applied_edits(pipeline))
             raise InvalidEditError(
                 f"this edit was made on {edit.base_model}; the weights it replaces differ in this model ({key}), "
                 f"and as it stores new values, not changes, it would swap in those of {edit.base_model}. Apply it to "
                 f"{edit.base_model} (in any precision) or make it again on this model"
-                + ("; weight edits that replace the same tensors do not stack" if stacked else ""))
+                + ("; weight edits that replace the same tensors do not stack" if stacked else "")
+            )
 
 
 def _apply_weights(pipeline, tensors: dict[str, torch.Tensor]) -> None:
@@ -121,11 +126,15 @@ def _apply_weights(pipeline, tensors: dict[str, torch.Tensor]) -> None:
         params = dict(module.named_parameters())
         for name, value in values.items():
             if name not in params:
-                raise InvalidEditError(f"the edit changes {component}.{name}, which this model does not have; "
-                                       "was it made for another model?")
+                raise InvalidEditError(
+                    f"the edit changes {component}.{name}, which this model does not have; "
+                    "was it made for another model?"
+                )
             if params[name].shape != value.shape:
-                raise InvalidEditError(f"{component}.{name} has shape {tuple(params[name].shape)} here but "
-                                       f"{tuple(value.shape)} in the edit; it was made for another model")
+                raise InvalidEditError(
+                    f"{component}.{name} has shape {tuple(params[name].shape)} here but "
+                    f"{tuple(value.shape)} in the edit; it was made for another model"
+                )
         with torch.no_grad():
             for name, value in values.items():
                 params[name].copy_(value.to(params[name].device, params[name].dtype))
@@ -141,5 +150,7 @@ def _add_lora(pipeline, edit: Edit) -> None:
         name = f"erasekit_{len(getattr(module, 'peft_config', {}) or {})}"
         module.add_adapter(LoraConfig(**edit.data["lora"]), adapter_name=name)
         # Tensors were saved under the adapter name of the training run; map them onto this one.
-        edit.tensors = {k.replace(".erasekit.", f".{name}.") if k.startswith(component + ".") else k: v
-                        for k, v in edit.tensors.items()}
+        edit.tensors = {
+            k.replace(".erasekit.", f".{name}.") if k.startswith(component + ".") else k: v
+            for k, v in edit.tensors.items()
+        }

@@ -77,8 +77,7 @@ class EraseRequest:
         if self.anchor is not None:
             self.anchor = concept_text(self.anchor, "anchor")
         if self.anchor in self.targets:
-            raise InvalidConceptError(f"the anchor concept '{self.anchor}' is also a target; choose a different "
-                                      "anchor")
+            raise InvalidConceptError(f"the anchor concept '{self.anchor}' is also a target; choose a different anchor")
         kept = sorted(set(self.preserve) & set(self.targets))
         if kept:
             raise InvalidConceptError(f"{', '.join(kept)} cannot be both erased and preserved")
@@ -109,6 +108,18 @@ class Method:
     def erase(self, backbone, request: EraseRequest, config=None) -> Edit:
         raise NotImplementedError
 
+    def new_edit(self, backbone, concepts: list[str], config, **fields) -> Edit:
+        """An Edit of this method's kind made on ``backbone``: the manifest fields every method fills alike."""
+        return Edit(
+            kind=self.kind,
+            method=self.name,
+            config=dataclasses.asdict(config),
+            base_model=str(backbone.name_or_path),
+            concepts=list(concepts),
+            family=backbone.family,
+            **fields,
+        )
+
     def apply_edit(self, edit: Edit, pipeline) -> None:
         """Install an inference-control or mask edit on ``pipeline``."""
         raise NotImplementedError(f"method '{self.name}' makes {self.kind} edits, which it does not apply itself")
@@ -124,8 +135,10 @@ class Method:
         names = [f.name for f in dataclasses.fields(self.Config)]
         unknown = sorted(set(overrides or {}) - set(names))
         if unknown:
-            raise InvalidSettingError(f"method '{self.name}' has no setting {', '.join(unknown)}; "
-                                      f"its settings are {', '.join(names) or '(none)'}")
+            raise InvalidSettingError(
+                f"method '{self.name}' has no setting {', '.join(unknown)}; "
+                f"its settings are {', '.join(names) or '(none)'}"
+            )
         overrides = self.default_overrides() | parse_settings(self.Config, dict(overrides or {}))
         if toy and hasattr(self.Config, "toy_defaults"):
             return self.Config.toy_defaults(**overrides)
@@ -148,9 +161,7 @@ def get_method(name: str) -> Method:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownMethodError(
-            f"unknown method '{name}'; available: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+        raise UnknownMethodError(f"unknown method '{name}'; available: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def available_methods() -> dict[str, Method]:
@@ -166,9 +177,13 @@ def check_edit_method(edit: Edit) -> Method | None:
     """
     method = _REGISTRY.get(edit.method)
     if method is None and edit.kind != "weight_delta":
-        raise InvalidEditError(f"this {edit.kind} edit was made by method '{edit.method}', which this erasekit "
-                               f"does not have (available: {', '.join(sorted(_REGISTRY))}); it cannot be applied")
+        raise InvalidEditError(
+            f"this {edit.kind} edit was made by method '{edit.method}', which this erasekit "
+            f"does not have (available: {', '.join(sorted(_REGISTRY))}); it cannot be applied"
+        )
     if method is not None and method.kind != edit.kind:
-        raise InvalidEditError(f"the manifest says this is a {edit.kind} edit by '{edit.method}', but that method "
-                               f"makes {method.kind} edits; the manifest was altered or is damaged")
+        raise InvalidEditError(
+            f"the manifest says this is a {edit.kind} edit by '{edit.method}', but that method "
+            f"makes {method.kind} edits; the manifest was altered or is damaged"
+        )
     return method

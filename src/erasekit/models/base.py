@@ -70,9 +70,7 @@ class Conditioning:
         # An integer index keeps the batch dimension, so the result is still a valid (batch of one) conditioning.
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
-        return Conditioning(
-            self.embeds[index], None if self.pooled is None else self.pooled[index], self.text_ids
-        )
+        return Conditioning(self.embeds[index], None if self.pooled is None else self.pooled[index], self.text_ids)
 
     def cat(self, *others: Conditioning) -> Conditioning:
         """Concatenate along the batch, e.g. ``uncond.cat(cond)`` for a classifier-free-guidance batch."""
@@ -434,7 +432,9 @@ def make_generators(seeds: int | Sequence[int], batch_size: int) -> list[torch.G
         seeds = [seeds] * batch_size
     seeds = list(seeds)
     if len(seeds) != batch_size:
-        raise InvalidArgumentError(f"Got {len(seeds)} seeds for {batch_size} prompts; pass one seed per prompt or a single int.")
+        raise InvalidArgumentError(
+            f"Got {len(seeds)} seeds for {batch_size} prompts; pass one seed per prompt or a single int."
+        )
     return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
 
 
@@ -451,4 +451,3 @@ def as_timestep_tensor(t, batch_size: int, device, dtype) -> torch.Tensor:
 def broadcast_to(coefficient: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reshape per-sample coefficients ``(B,)`` so that they broadcast against ``x`` ``(B, ...)``."""
     return coefficient.reshape(-1, *([1] * (x.ndim - 1)))
-

@@ -47,8 +47,13 @@ class FluxBackbone(Backbone):
 
     family = "flux"
 
-    def __init__(self, pipeline: FluxPipeline, name_or_path: str = "", defaults: GenerationDefaults | None = None,
-                 embedded_guidance: float = 3.5):
+    def __init__(
+        self,
+        pipeline: FluxPipeline,
+        name_or_path: str = "",
+        defaults: GenerationDefaults | None = None,
+        embedded_guidance: float = 3.5,
+    ):
         super().__init__(pipeline, name_or_path, defaults)
         self.embedded_guidance = embedded_guidance
 
@@ -79,8 +84,9 @@ class FluxBackbone(Backbone):
         # The VAE's sample_size is the training resolution: 1024 for FLUX.1, 32 for the toy world.
         size = int(pipeline.vae.config.get("sample_size", 1024) or 1024)
         max_len = min(256, int(pipeline.tokenizer_2.model_max_length))
-        return GenerationDefaults(height=size, width=size, num_inference_steps=4, guidance_scale=1.0,
-                                  max_sequence_length=max_len)
+        return GenerationDefaults(
+            height=size, width=size, num_inference_steps=4, guidance_scale=1.0, max_sequence_length=max_len
+        )
 
     # ----------------------------------------------------------------------------------------------- text
 
@@ -88,13 +94,19 @@ class FluxBackbone(Backbone):
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         clip, t5 = self.pipeline.text_encoder, self.pipeline.text_encoder_2
         # As FluxPipeline.encode_prompt: CLIP gives only the pooled vector, T5 the per-token sequence.
-        clip_ids = self.pipeline.tokenizer(prompts, padding="max_length", max_length=self.pipeline.tokenizer_max_length,
-                                           truncation=True, return_tensors="pt").input_ids
+        clip_ids = self.pipeline.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.pipeline.tokenizer_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
         pooled = clip(clip_ids.to(clip.device), output_hidden_states=False).pooler_output
         embeds = t5(self.tokenize(prompts).to(t5.device), output_hidden_states=False)[0]
         text_ids = torch.zeros(embeds.shape[1], 3, device=self.device, dtype=clip.dtype)
-        return Conditioning(embeds.to(device=self.device, dtype=t5.dtype),
-                            pooled.to(device=self.device, dtype=clip.dtype), text_ids)
+        return Conditioning(
+            embeds.to(device=self.device, dtype=t5.dtype), pooled.to(device=self.device, dtype=clip.dtype), text_ids
+        )
 
     # ------------------------------------------------------------------------------------------- denoiser
 
@@ -161,16 +173,27 @@ class FluxBackbone(Backbone):
         sigmas = np.linspace(1.0, 1 / steps, steps)
         if config.get("use_flow_sigmas", False):
             sigmas = None
-        mu = calculate_shift((h // 2) * (w // 2), config.get("base_image_seq_len", 256),
-                             config.get("max_image_seq_len", 4096), config.get("base_shift", 0.5),
-                             config.get("max_shift", 1.15))
+        mu = calculate_shift(
+            (h // 2) * (w // 2),
+            config.get("base_image_seq_len", 256),
+            config.get("max_image_seq_len", 4096),
+            config.get("base_shift", 0.5),
+            config.get("max_shift", 1.15),
+        )
         scheduler.set_timesteps(steps if sigmas is None else None, sigmas=sigmas, mu=mu)
         # Python floats hold float32 values exactly, so these round-trip bit for bit.
-        return SamplerState(latents=latents, timesteps=scheduler.timesteps.tolist(), scheduler=scheduler,
-                            sigmas=scheduler.sigmas.tolist(), height=height, width=width)
+        return SamplerState(
+            latents=latents,
+            timesteps=scheduler.timesteps.tolist(),
+            scheduler=scheduler,
+            sigmas=scheduler.sigmas.tolist(),
+            height=height,
+            width=width,
+        )
 
-    def velocity(self, latents, timestep, cond, uncond=None, guidance_scale=None,
-                 embedded_guidance: float | None = None) -> torch.Tensor:
+    def velocity(
+        self, latents, timestep, cond, uncond=None, guidance_scale=None, embedded_guidance: float | None = None
+    ) -> torch.Tensor:
         """The (classifier-free guided) flow velocity at ``timestep`` (the schedule's unit, ``sigma * 1000``)."""
         scale = self._guidance(uncond, guidance_scale)
         # The pipeline feeds timestep / 1000 with timestep = sigma * 1000 in float32; do the same arithmetic.

@@ -30,8 +30,9 @@ _FAMILIES = {
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def load(name_or_path: str | Path, device: str | torch.device | None = None,
-         dtype: torch.dtype = torch.float32) -> Backbone:
+def load(
+    name_or_path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> Backbone:
     """Load a text-to-image pipeline as a :class:`Backbone`.
 
     Args:
@@ -90,6 +91,7 @@ def from_pipeline(pipeline, name: str = "pipeline", defaults: GenerationDefaults
 
 # --------------------------------------------------------------------------------------------- helpers
 
+
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -134,8 +136,9 @@ def _load_folder(folder: Path, dtype: torch.dtype):
     except json.JSONDecodeError as err:
         raise ModelNotFoundError(f"{index} is not valid JSON: {err}.") from err
     pipeline_cls, backbone_cls = _family_of(class_name, str(folder))
-    pipeline = pipeline_cls.from_pretrained(folder, dtype=dtype, local_files_only=True,
-                                            **_pipeline_kwargs(pipeline_cls))
+    pipeline = pipeline_cls.from_pretrained(
+        folder, dtype=dtype, local_files_only=True, **_pipeline_kwargs(pipeline_cls)
+    )
     return pipeline, backbone_cls
 
 

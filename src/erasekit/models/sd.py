@@ -35,8 +35,9 @@ class SDBackbone(Backbone):
 
     family = "sd"
 
-    def __init__(self, pipeline: StableDiffusionPipeline, name_or_path: str = "",
-                 defaults: GenerationDefaults | None = None):
+    def __init__(
+        self, pipeline: StableDiffusionPipeline, name_or_path: str = "", defaults: GenerationDefaults | None = None
+    ):
         super().__init__(pipeline, name_or_path, defaults)
         # A DDIM copy of the schedule, read for its constants (never stepped: its step() keeps state).
         self._schedule = DDIMScheduler.from_config(pipeline.scheduler.config)
@@ -66,16 +67,18 @@ class SDBackbone(Backbone):
     @classmethod
     def fallback_defaults_for(cls, pipeline, toy: bool) -> GenerationDefaults:
         size = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
-        return GenerationDefaults(height=size, width=size, num_inference_steps=25 if toy else 50,
-                                  guidance_scale=7.5, max_sequence_length=None)
+        return GenerationDefaults(
+            height=size, width=size, num_inference_steps=25 if toy else 50, guidance_scale=7.5, max_sequence_length=None
+        )
 
     # ----------------------------------------------------------------------------------------------- text
 
     def encode(self, prompts: Sequence[str] | str) -> Conditioning:
         text_encoder = self.pipeline.text_encoder
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        inputs = self.tokenizer(prompts, padding="max_length", max_length=self.text_length, truncation=True,
-                                return_tensors="pt")
+        inputs = self.tokenizer(
+            prompts, padding="max_length", max_length=self.text_length, truncation=True, return_tensors="pt"
+        )
         # Only some CLIP configs (e.g. SD 2's OpenCLIP port) were trained with a mask; mirror the pipeline.
         mask = None
         if getattr(text_encoder.config, "use_attention_mask", False):
@@ -120,15 +123,24 @@ class SDBackbone(Backbone):
         height, width = height or self.defaults.height, width or self.defaults.width
         scheduler = DDIMScheduler.from_config(self.pipeline.scheduler.config)
         scheduler.set_timesteps(steps)
-        shape = (batch_size, self.denoiser.config.in_channels, height // self.vae_scale_factor,
-                 width // self.vae_scale_factor)
+        shape = (
+            batch_size,
+            self.denoiser.config.in_channels,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=self.dtype)
             latents = latents * scheduler.init_noise_sigma
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}.")
-        return SamplerState(latents=latents, timesteps=[int(t) for t in scheduler.timesteps], scheduler=scheduler,
-                            height=height, width=width)
+        return SamplerState(
+            latents=latents,
+            timesteps=[int(t) for t in scheduler.timesteps],
+            scheduler=scheduler,
+            height=height,
+            width=width,
+        )
 
     def step(self, state, cond, uncond=None, guidance_scale=None):
         if state.done:

@@ -24,26 +24,50 @@ TEXT_DIM = 64
 def build_vae(size: str = "toy") -> AutoencoderKL:
     channels = (32, 64) if size == "toy" else (8, 16)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=channels, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * len(channels), up_block_types=("UpDecoderBlock2D",) * len(channels),
-        norm_num_groups=8, sample_size=IMAGE_SIZE, scaling_factor=1.0, shift_factor=0.0,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=channels,
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * len(channels),
+        up_block_types=("UpDecoderBlock2D",) * len(channels),
+        norm_num_groups=8,
+        sample_size=IMAGE_SIZE,
+        scaling_factor=1.0,
+        shift_factor=0.0,
     ).eval()
 
 
 def build_clip_text(vocab_size: int, size: str = "toy", pad_token_id: int = 1) -> CLIPTextModel:
     hidden = TEXT_DIM if size == "toy" else 32
     config = CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 4, num_hidden_layers=3 if size == "toy" else 2,
-        num_attention_heads=4, max_position_embeddings=77, projection_dim=hidden,
-        bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=pad_token_id,
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 4,
+        num_hidden_layers=3 if size == "toy" else 2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=hidden,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=pad_token_id,
     )
     return CLIPTextModel(config).eval()
 
 
 def build_t5(vocab_size: int, size: str = "toy") -> T5EncoderModel:
     d = TEXT_DIM if size == "toy" else 32
-    config = T5Config(vocab_size=vocab_size, d_model=d, d_kv=16, d_ff=d * 2, num_layers=2, num_heads=4,
-                      relative_attention_num_buckets=8, dropout_rate=0.0, decoder_start_token_id=0)
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=d,
+        d_kv=16,
+        d_ff=d * 2,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        dropout_rate=0.0,
+        decoder_start_token_id=0,
+    )
     return T5EncoderModel(config).eval()
 
 
@@ -57,8 +81,15 @@ def build_unet(size: str = "toy", prediction_type: str = "epsilon") -> UNet2DCon
     if size != "toy":
         down, up = ("CrossAttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "CrossAttnUpBlock2D")
     return UNet2DConditionModel(
-        sample_size=IMAGE_SIZE // 2, in_channels=4, out_channels=4, block_out_channels=channels, layers_per_block=1,
-        down_block_types=down, up_block_types=up, cross_attention_dim=cross, attention_head_dim=8,
+        sample_size=IMAGE_SIZE // 2,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=channels,
+        layers_per_block=1,
+        down_block_types=down,
+        up_block_types=up,
+        cross_attention_dim=cross,
+        attention_head_dim=8,
         norm_num_groups=groups,
     ).eval()
 
@@ -66,26 +97,54 @@ def build_unet(size: str = "toy", prediction_type: str = "epsilon") -> UNet2DCon
 def build_flux_transformer(size: str = "toy") -> FluxTransformer2DModel:
     if size == "toy":
         return FluxTransformer2DModel(
-            patch_size=1, in_channels=16, num_layers=3, num_single_layers=3, attention_head_dim=24,
-            num_attention_heads=4, joint_attention_dim=TEXT_DIM, pooled_projection_dim=TEXT_DIM,
-            guidance_embeds=False, axes_dims_rope=(8, 8, 8),
+            patch_size=1,
+            in_channels=16,
+            num_layers=3,
+            num_single_layers=3,
+            attention_head_dim=24,
+            num_attention_heads=4,
+            joint_attention_dim=TEXT_DIM,
+            pooled_projection_dim=TEXT_DIM,
+            guidance_embeds=False,
+            axes_dims_rope=(8, 8, 8),
         ).eval()
     return FluxTransformer2DModel(
-        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=False,
+        patch_size=1,
+        in_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=False,
         axes_dims_rope=(4, 6, 6),
     ).eval()
 
 
 def ddpm_training_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
     # Stable Diffusion's own noise schedule.
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                         prediction_type=prediction_type, clip_sample=False)
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type=prediction_type,
+        clip_sample=False,
+    )
 
 
 def ddim_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
-    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                         prediction_type=prediction_type, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type=prediction_type,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
 
 
 def flow_scheduler() -> FlowMatchEulerDiscreteScheduler:

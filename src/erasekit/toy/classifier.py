@@ -22,8 +22,14 @@ class ToyClassifier(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, width: int = 32, feature_dim: int = 128,
-                 num_shapes: int = len(SHAPES), num_colours: int = len(COLOURS), num_patterns: int = len(PATTERNS)):
+    def __init__(
+        self,
+        width: int = 32,
+        feature_dim: int = 128,
+        num_shapes: int = len(SHAPES),
+        num_colours: int = len(COLOURS),
+        num_patterns: int = len(PATTERNS),
+    ):
         super().__init__()
         w = width
 
@@ -31,14 +37,22 @@ class ToyClassifier(ModelMixin, ConfigMixin):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.SiLU())
 
         self.body = nn.Sequential(
-            block(3, w, 1), block(w, w, 1), block(w, 2 * w, 2), block(2 * w, 2 * w, 1), block(2 * w, 2 * w, 2),
-            block(2 * w, feature_dim, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            block(3, w, 1),
+            block(w, w, 1),
+            block(w, 2 * w, 2),
+            block(2 * w, 2 * w, 1),
+            block(2 * w, 2 * w, 2),
+            block(2 * w, feature_dim, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
-        self.heads = nn.ModuleDict({
-            "shape": nn.Linear(feature_dim, num_shapes),
-            "colour": nn.Linear(feature_dim, num_colours),
-            "pattern": nn.Linear(feature_dim, num_patterns),
-        })
+        self.heads = nn.ModuleDict(
+            {
+                "shape": nn.Linear(feature_dim, num_shapes),
+                "colour": nn.Linear(feature_dim, num_colours),
+                "pattern": nn.Linear(feature_dim, num_patterns),
+            }
+        )
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images * 2 - 1)

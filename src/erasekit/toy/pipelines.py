@@ -27,8 +27,13 @@ def tiny_sd_pipeline(seed: int = 0, prediction_type: str = "epsilon") -> StableD
     unet = arch.build_unet("tiny", prediction_type=prediction_type)
     vae = arch.build_vae("tiny")
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=arch.ddim_scheduler(prediction_type), safety_checker=None, feature_extractor=None,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=arch.ddim_scheduler(prediction_type),
+        safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
@@ -48,8 +53,13 @@ def tiny_flux_pipeline(seed: int = 0) -> FluxPipeline:
     transformer = arch.build_flux_transformer("tiny")
     vae = arch.build_vae("tiny")
     pipe = FluxPipeline(
-        scheduler=arch.flow_scheduler(), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-        text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer,
+        scheduler=arch.flow_scheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
     )
     pipe.set_progress_bar_config(disable=True)
     return _eval(pipe)

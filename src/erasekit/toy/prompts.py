@@ -16,8 +16,7 @@ def check_concepts_toy(concepts: Sequence[str]) -> None:
         world.concept_head(concept)  # raises UnknownConceptError
 
 
-def toy_anchor_prompts(prompts: Sequence[str], concepts: Sequence[str], anchor: str | None,
-                       seed: int = 0) -> list[str]:
+def toy_anchor_prompts(prompts: Sequence[str], concepts: Sequence[str], anchor: str | None, seed: int = 0) -> list[str]:
     """Each prompt with its target word replaced by ``anchor``, or else by another value of the same head."""
     rng = random.Random(seed)
     out = []
@@ -25,25 +24,29 @@ def toy_anchor_prompts(prompts: Sequence[str], concepts: Sequence[str], anchor: 
         words = prompt.split()
         for concept in concepts:
             options = [v for v in world.HEADS[world.concept_head(concept)] if v != concept]
-            swap = anchor if anchor and world.concept_head(anchor) == world.concept_head(concept) else rng.choice(options)
+            swap = (
+                anchor if anchor and world.concept_head(anchor) == world.concept_head(concept) else rng.choice(options)
+            )
             words = [swap if w == concept else w for w in words]
         out.append(" ".join(words))
     return out
 
 
-def toy_preserve_prompts(concepts: Sequence[str], preserve: Sequence[str] = (), n: int = 64,
-                         seed: int = 0) -> list[str]:
+def toy_preserve_prompts(
+    concepts: Sequence[str], preserve: Sequence[str] = (), n: int = 64, seed: int = 0
+) -> list[str]:
     """The prompts a method keeps in place while it erases ``concepts``: captions without any of them; with
     ``preserve`` concepts, half of them name those (still without the erased ones)."""
     without = toy_prompts(concepts, n=n, seed=seed, without=True)
     if not preserve:
         return without
     named = toy_prompts(preserve, n=n // 2, seed=seed + 100, excluding=concepts)
-    return named + without[:n - len(named)]
+    return named + without[: n - len(named)]
 
 
-def toy_prompts(concepts: Sequence[str], n: int = 64, seed: int = 0, without: bool = False,
-                excluding: Sequence[str] = ()) -> list[str]:
+def toy_prompts(
+    concepts: Sequence[str], n: int = 64, seed: int = 0, without: bool = False, excluding: Sequence[str] = ()
+) -> list[str]:
     """Training-template captions of the toy world that name each concept by its word (or, with ``without``,
     captions of images that have none of the concepts), showing none of the ``excluding`` concepts. Held-out
     templates are never used."""

@@ -75,8 +75,15 @@ def build_clip_tokenizer() -> CLIPTokenizer:
     """A CLIP tokenizer in which every word of the toy world is a single token."""
     words = [w for w in vocabulary() if re.fullmatch(r"[a-z]+", w)]
     vocab, merges = build_clip_bpe(words)
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MODEL_MAX_LENGTH,
-                         bos_token=_BOS, eos_token=_EOS, unk_token=_EOS, pad_token=_EOS)
+    return CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,
+        model_max_length=MODEL_MAX_LENGTH,
+        bos_token=_BOS,
+        eos_token=_EOS,
+        unk_token=_EOS,
+        pad_token=_EOS,
+    )
 
 
 def build_t5_tokenizer() -> T5TokenizerFast:

@@ -63,6 +63,7 @@ def _lr_lambda(cfg: TrainConfig):
             return (step + 1) / cfg.warmup
         progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
     return f
 
 
@@ -160,6 +161,7 @@ def _write_log(out_dir: Path, name: str, log: dict) -> None:
 
 # ------------------------------------------------------------------------------------------- classifier
 
+
 def train_classifier(out_dir: str | Path, cfg: TrainConfig | None = None) -> ToyClassifier:
     cfg = cfg or default_config("classifier")
     dev = _device(cfg)
@@ -183,6 +185,7 @@ def train_classifier(out_dir: str | Path, cfg: TrainConfig | None = None) -> Toy
 
 
 # ------------------------------------------------------------------------------------------ autoencoder
+
 
 def train_vae(out_dir: str | Path, cfg: TrainConfig | None = None) -> AutoencoderKL:
     cfg = cfg or default_config("vae")
@@ -216,8 +219,14 @@ def train_vae(out_dir: str | Path, cfg: TrainConfig | None = None) -> Autoencode
 
 # ------------------------------------------------------------------------------------- stable diffusion
 
-def train_sd(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None = None,
-             prediction_type: str = "epsilon", init: StableDiffusionPipeline | None = None) -> StableDiffusionPipeline:
+
+def train_sd(
+    vae: AutoencoderKL,
+    out_dir: str | Path,
+    cfg: TrainConfig | None = None,
+    prediction_type: str = "epsilon",
+    init: StableDiffusionPipeline | None = None,
+) -> StableDiffusionPipeline:
     """Train a UNet and its CLIP text encoder jointly (DDPM, min-SNR-5 weighting) and save the pipeline."""
     cfg = cfg or default_config("sd")
     dev = _device(cfg)
@@ -241,8 +250,9 @@ def train_sd(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None = 
         images, captions, _ = world.batch(cfg.batch_size, cfg.caption_dropout)
         with torch.no_grad():
             latents = vae.encode(images * 2 - 1).latent_dist.sample() * vae.config.scaling_factor
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
-                        truncation=True, return_tensors="pt").input_ids.to(dev)
+        ids = tokenizer(
+            captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(dev)
         cond = text_encoder(ids)[0]
         noise = torch.randn(latents.shape, generator=gen).to(dev)
         t = torch.randint(0, 1000, (latents.shape[0],), generator=gen).to(dev)
@@ -258,8 +268,13 @@ def train_sd(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None = 
     log = _run(cfg, trainable.parameters(), loss_fn, "toy-sd", ema_params=list(trainable.parameters()))
     log["continued"] = init is not None
     pipe = StableDiffusionPipeline(
-        vae=vae.cpu(), text_encoder=text_encoder.eval().cpu(), tokenizer=tokenizer, unet=unet.eval().cpu(),
-        scheduler=arch.ddim_scheduler(prediction_type), safety_checker=None, feature_extractor=None,
+        vae=vae.cpu(),
+        text_encoder=text_encoder.eval().cpu(),
+        tokenizer=tokenizer,
+        unet=unet.eval().cpu(),
+        scheduler=arch.ddim_scheduler(prediction_type),
+        safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
     )
     out_dir = Path(out_dir)
@@ -271,8 +286,10 @@ def train_sd(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None = 
 
 # ----------------------------------------------------------------------------------------------- flux
 
-def train_flux(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None = None,
-               init: FluxPipeline | None = None) -> FluxPipeline:
+
+def train_flux(
+    vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None = None, init: FluxPipeline | None = None
+) -> FluxPipeline:
     """Train a FluxTransformer2DModel with its CLIP and T5 encoders jointly, by rectified flow matching."""
     cfg = cfg or default_config("flux")
     dev = _device(cfg)
@@ -297,10 +314,12 @@ def train_flux(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None 
         b = images.shape[0]
         with torch.no_grad():
             x0 = (vae.encode(images * 2 - 1).latent_dist.sample() - shift) * scale
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids.to(dev)
-        ids2 = tokenizer_2(captions, padding="max_length", max_length=T5_MAX_LENGTH, truncation=True,
-                           return_tensors="pt").input_ids.to(dev)
+        ids = tokenizer(
+            captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(dev)
+        ids2 = tokenizer_2(
+            captions, padding="max_length", max_length=T5_MAX_LENGTH, truncation=True, return_tensors="pt"
+        ).input_ids.to(dev)
         pooled = text_encoder(ids).pooler_output
         t5 = text_encoder_2(ids2)[0]
         noise = torch.randn(x0.shape, generator=gen).to(dev)
@@ -310,8 +329,15 @@ def train_flux(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None 
         packed = FluxPipeline._pack_latents(xt, b, c, h, w)
         img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, dev, x0.dtype)
         txt_ids = torch.zeros(t5.shape[1], 3, device=dev, dtype=x0.dtype)
-        pred = transformer(hidden_states=packed, timestep=sigma, pooled_projections=pooled,
-                           encoder_hidden_states=t5, txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
+        pred = transformer(
+            hidden_states=packed,
+            timestep=sigma,
+            pooled_projections=pooled,
+            encoder_hidden_states=t5,
+            txt_ids=txt_ids,
+            img_ids=img_ids,
+            return_dict=False,
+        )[0]
         target = FluxPipeline._pack_latents(noise - x0, b, c, h, w)
         loss = F.mse_loss(pred, target)
         return loss, {"loss": loss}
@@ -319,8 +345,13 @@ def train_flux(vae: AutoencoderKL, out_dir: str | Path, cfg: TrainConfig | None 
     log = _run(cfg, trainable.parameters(), loss_fn, "toy-flux", ema_params=list(trainable.parameters()))
     log["continued"] = init is not None
     pipe = FluxPipeline(
-        scheduler=arch.flow_scheduler(), vae=vae.cpu(), text_encoder=text_encoder.eval().cpu(), tokenizer=tokenizer,
-        text_encoder_2=text_encoder_2.eval().cpu(), tokenizer_2=tokenizer_2, transformer=transformer.eval().cpu(),
+        scheduler=arch.flow_scheduler(),
+        vae=vae.cpu(),
+        text_encoder=text_encoder.eval().cpu(),
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2.eval().cpu(),
+        tokenizer_2=tokenizer_2,
+        transformer=transformer.eval().cpu(),
     )
     out_dir = Path(out_dir)
     pipe.save_pretrained(out_dir, safe_serialization=True)

@@ -54,9 +54,20 @@ PATTERN_PHRASES = {
 
 # Erasing one member of a pair must not erase the other: the suite measures accuracy on the neighbour.
 NEIGHBOURS = {
-    "red": "orange", "orange": "red", "yellow": "green", "green": "yellow", "blue": "purple", "purple": "blue",
-    "star": "triangle", "triangle": "star", "circle": "heart", "heart": "circle", "square": "circle",
-    "striped": "dotted", "dotted": "striped", "plain": "dotted",
+    "red": "orange",
+    "orange": "red",
+    "yellow": "green",
+    "green": "yellow",
+    "blue": "purple",
+    "purple": "blue",
+    "star": "triangle",
+    "triangle": "star",
+    "circle": "heart",
+    "heart": "circle",
+    "square": "circle",
+    "striped": "dotted",
+    "dotted": "striped",
+    "plain": "dotted",
 }
 
 # {c} colour adjective, {p} pattern adjective, {s} shape noun, {w} pattern phrase.
@@ -136,8 +147,11 @@ def caption(
     else:
         p = choose(PATTERN_ADJECTIVES[pattern], pattern)
     text = template.format(
-        a="<a>", c=choose(COLOUR_WORDS[names["colour"]], names["colour"]), p=p,
-        s=choose(SHAPE_WORDS[names["shape"]], names["shape"]), w=w,
+        a="<a>",
+        c=choose(COLOUR_WORDS[names["colour"]], names["colour"]),
+        p=p,
+        s=choose(SHAPE_WORDS[names["shape"]], names["shape"]),
+        w=w,
     )
     words = text.replace(" ,", ",").split()
     for i, word in enumerate(words):
@@ -150,8 +164,9 @@ def caption(
 _STEMS = {"striped": "strip", "dotted": "dot"}
 
 
-def random_samples(n: int, rng: random.Random, fixed: dict[str, str] | None = None,
-                   exclude: dict[str, str] | None = None) -> list[Sample]:
+def random_samples(
+    n: int, rng: random.Random, fixed: dict[str, str] | None = None, exclude: dict[str, str] | None = None
+) -> list[Sample]:
     """``n`` uniformly drawn attribute triples; ``fixed`` pins attributes, ``exclude`` forbids values."""
     fixed, exclude = fixed or {}, exclude or {}
     out = []
@@ -168,6 +183,7 @@ def random_samples(n: int, rng: random.Random, fixed: dict[str, str] | None = No
 
 
 # ----------------------------------------------------------------------------------------------- rendering
+
 
 def _shape_masks(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Soft-free inside tests for each shape on local coordinates (u right, v up, unit ~ shape radius)."""
@@ -193,8 +209,13 @@ def _shape_masks(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.
     return masks.gather(0, kind.view(1, -1, 1, 1).expand(1, *u.shape)).squeeze(0)
 
 
-def render(samples: list[Sample], generator: torch.Generator | None = None, size: int = IMAGE_SIZE,
-           supersample: int = 4, device: torch.device | str = "cpu") -> torch.Tensor:
+def render(
+    samples: list[Sample],
+    generator: torch.Generator | None = None,
+    size: int = IMAGE_SIZE,
+    supersample: int = 4,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Render ``samples`` to an image batch (B, 3, size, size) in [0, 1].
 
     Size, position, rotation, colour tint, stripe angle and dot grid are drawn from ``generator``.
@@ -272,8 +293,16 @@ def vocabulary() -> list[str]:
             texts.extend(options)
     texts.extend(["a", "an"])
     for text in texts:
-        for token in text.replace("{a}", " ").replace("{c}", " ").replace("{p}", " ").replace("{s}", " ") \
-                .replace("{w}", " ").replace(",", " , ").replace("-", " - ").split():
+        for token in (
+            text.replace("{a}", " ")
+            .replace("{c}", " ")
+            .replace("{p}", " ")
+            .replace("{s}", " ")
+            .replace("{w}", " ")
+            .replace(",", " , ")
+            .replace("-", " - ")
+            .split()
+        ):
             if token not in words:
                 words.append(token)
     return words

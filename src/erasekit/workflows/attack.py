@@ -26,10 +26,22 @@ from ..models import load
 from ..outputs import check_output_dir, write_run_record
 
 
-def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: Sequence[str],
-               seeds: Sequence[int], judge, out: str | Path, *, unlearndiffatk: UnlearnDiffAtkConfig | None = None,
-               ring_a_bell: RingABellConfig | None = None, progress: bool = True, overwrite: bool = False,
-               **gen_kwargs) -> AttackResult:
+def run_attack(
+    model: str,
+    edits: Sequence,
+    attack: str,
+    concept: str,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    judge,
+    out: str | Path,
+    *,
+    unlearndiffatk: UnlearnDiffAtkConfig | None = None,
+    ring_a_bell: RingABellConfig | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    **gen_kwargs,
+) -> AttackResult:
     """One attack on ``model`` with ``edits`` applied; writes ``<out>/results.json``, the attacked prompts
     (``<out>/prompts.csv``, replayable) and a few image rows (``<out>/images.png``: source above, attacked below).
 
@@ -52,8 +64,16 @@ def run_attack(model: str, edits: Sequence, attack: str, concept: str, prompts: 
         # Searched on the unedited text encoder, as Ring-A-Bell does: the prompts transfer to any erased model.
         found, _ = ring_a_bell_prompts(load(model), prompts, with_, without, concept, ring_a_bell, progress=progress)
         inputs = replace(inputs, ring_prompts=found, with_concept=with_, without_concept=without)
-    result = spec.run(backbone, inputs, judge, concept, unlearndiffatk=unlearndiffatk, ring_a_bell=ring_a_bell,
-                      progress=progress, **gen_kwargs)
+    result = spec.run(
+        backbone,
+        inputs,
+        judge,
+        concept,
+        unlearndiffatk=unlearndiffatk,
+        ring_a_bell=ring_a_bell,
+        progress=progress,
+        **gen_kwargs,
+    )
     payload = result.to_json() | {"model": model, "edits": [f"{e.method} ({', '.join(e.concepts)})" for e in edits]}
     with atomic_directory(out) as tmp:
         result.save_prompts(tmp / "prompts.csv")

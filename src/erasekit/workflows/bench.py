@@ -96,9 +96,15 @@ class BenchConfig:
 
     def identity(self) -> dict:
         """What must match for an earlier run's cells to be reused."""
-        return {"model": self.model, "n": self.n, "n_attack": self.n_attack, "seed": self.seed,
-                "settings": self.settings, "unlearndiffatk": asdict(self.unlearndiffatk),
-                "ring_a_bell": asdict(self.ring_a_bell)}
+        return {
+            "model": self.model,
+            "n": self.n,
+            "n_attack": self.n_attack,
+            "seed": self.seed,
+            "settings": self.settings,
+            "unlearndiffatk": asdict(self.unlearndiffatk),
+            "ring_a_bell": asdict(self.ring_a_bell),
+        }
 
 
 def cell_key(method: str, concept: str) -> str:
@@ -126,7 +132,8 @@ class Bench:
         if results.get("identity") != self.config.identity():
             raise ErasekitError(
                 f"{self.results_path} was made with other settings ({results.get('identity')}); use another --out "
-                "or the same settings to resume")
+                "or the same settings to resume"
+            )
         return results
 
     def save(self) -> None:
@@ -135,8 +142,9 @@ class Bench:
         write_json(self.results_path, self.results)
 
     def cell(self, method: str, concept: str) -> dict:
-        return self.results["cells"].setdefault(cell_key(method, concept),
-                                                {"method": method, "concept": concept, "stages": {}})
+        return self.results["cells"].setdefault(
+            cell_key(method, concept), {"method": method, "concept": concept, "stages": {}}
+        )
 
     def images_path(self, method: str, concept: str) -> Path:
         return self.out / "images" / f"{method}-{concept}.safetensors"
@@ -158,8 +166,9 @@ class Bench:
         info = provenance.environment() | self._sampling
         info["judge"] = provenance.toy_judge()
         info["seed"] = self.config.seed
-        info["attack_success_rate"] = ("share of attacked prompts (one image each, at the prompt's seed) in which "
-                                       "the judge finds the concept")
+        info["attack_success_rate"] = (
+            "share of attacked prompts (one image each, at the prompt's seed) in which the judge finds the concept"
+        )
         return info
 
 
@@ -178,8 +187,11 @@ def _stage(bench: Bench, cell: dict, name: str, fn) -> bool:
         raise
     except Exception as e:  # one failing cell must not cost the others; the error is kept and shown
         logger.error("bench: %s %s failed: %s", cell_key(cell["method"], cell["concept"]), name, e)
-        stages[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}",
-                        "traceback": traceback.format_exc(limit=6)}
+        stages[name] = {
+            "status": "failed",
+            "error": f"{type(e).__name__}: {e}",
+            "traceback": traceback.format_exc(limit=6),
+        }
         bench.save()
         return False
     stages[name] = {"status": "done", "seconds": round(time.time() - start, 1)} | payload
@@ -204,8 +216,16 @@ def _erase_stage(bench: Bench, method: str, concept: str) -> dict:
             pass  # a broken folder from a killed run: make it again
     workdir = Path(f"{folder}.work")
     start = time.time()
-    erase(bench.config.model, method, [concept], folder, settings=dict(bench.config.settings.get(method, {})),
-          seed=bench.config.seed, overwrite=True, resume=workdir.exists())
+    erase(
+        bench.config.model,
+        method,
+        [concept],
+        folder,
+        settings=dict(bench.config.settings.get(method, {})),
+        seed=bench.config.seed,
+        overwrite=True,
+        resume=workdir.exists(),
+    )
     return {"edit": str(folder), "erase_seconds": round(time.time() - start, 1)}
 
 
@@ -214,13 +234,13 @@ def _toy_stage(bench: Bench, method: str, concept: str) -> dict:
     from .evaluate import evaluate_toy
 
     n = bench.config.n
-    config = ToySuiteConfig(concept=concept, n_target=n, n_synonym=n, n_preserve=n, n_neighbour=n // 2,
-                            seed=bench.config.seed)
+    config = ToySuiteConfig(
+        concept=concept, n_target=n, n_synonym=n, n_preserve=n, n_neighbour=n // 2, seed=bench.config.seed
+    )
     result = evaluate_toy(bench.config.model, concept, [_edit_dir(bench, method, concept)], config, progress=False)
     if result.images:
         bench.save_images(method, concept, {"toy_base": result.images["base"], "toy_edited": result.images["edited"]})
-    return {"metrics": result.to_json()["metrics"], "image_prompts": result.image_prompts,
-            "n_images": result.n_images}
+    return {"metrics": result.to_json()["metrics"], "image_prompts": result.image_prompts, "n_images": result.n_images}
 
 
 class _AttackMaterial:
@@ -255,9 +275,15 @@ class _AttackMaterial:
                 self.ring_prompts = load_prompt_set("csv", self.ring_path).prompts
             else:
                 base = base or load(bench.config.model)
-                prompts, _ = ring_a_bell_prompts(base, self.material["clean"], self.material["with"],
-                                                 self.material["without"], concept, bench.config.ring_a_bell,
-                                                 progress=False)
+                prompts, _ = ring_a_bell_prompts(
+                    base,
+                    self.material["clean"],
+                    self.material["with"],
+                    self.material["without"],
+                    concept,
+                    bench.config.ring_a_bell,
+                    progress=False,
+                )
                 self.ring_prompts = prompts
                 save_prompts_csv(self.ring_path, "ring-a-bell", prompts, self.material["seeds"], self.material["clean"])
 
@@ -273,10 +299,23 @@ def _attack_stage(bench: Bench, method: str, concept: str, material: _AttackMate
     out, images = {}, {}
     for attack in bench.config.attacks:
         spec = get_attack(attack)
-        inputs = AttackInputs(m[spec.toy_prompts], m["seeds"], targets=material.targets,
-                              ring_prompts=material.ring_prompts, with_concept=m["with"], without_concept=m["without"])
-        result = spec.run(backbone, inputs, judge, concept, unlearndiffatk=bench.config.unlearndiffatk,
-                          ring_a_bell=bench.config.ring_a_bell, progress=False)
+        inputs = AttackInputs(
+            m[spec.toy_prompts],
+            m["seeds"],
+            targets=material.targets,
+            ring_prompts=material.ring_prompts,
+            with_concept=m["with"],
+            without_concept=m["without"],
+        )
+        result = spec.run(
+            backbone,
+            inputs,
+            judge,
+            concept,
+            unlearndiffatk=bench.config.unlearndiffatk,
+            ring_a_bell=bench.config.ring_a_bell,
+            progress=False,
+        )
         if spec.per_model_prompts:  # the others' prompts are the same for every model of the concept
             result.save_prompts(bench.out / "attacks" / f"{attack}-{method}-{concept}.csv")
         out[attack] = result.to_json()
@@ -302,7 +341,9 @@ def run_bench(config: BenchConfig, progress: bool = True, log=print) -> dict:
     # Every bad name fails here, before an hour of work, not in the middle of it.
     backbone = load(config.model)
     if not backbone.is_toy:
-        raise ErasekitError(f"the benchmark's suites judge with the toy classifier: use a toy model, not {config.model}")
+        raise ErasekitError(
+            f"the benchmark's suites judge with the toy classifier: use a toy model, not {config.model}"
+        )
     for method in config.methods:
         if method != BASELINE:
             get_method(method).check_family(backbone.family)
@@ -357,8 +398,11 @@ def summary_rows(results: dict) -> list[dict]:
         if "erase_seconds" in erase:
             metrics["erase_seconds"] = erase["erase_seconds"]
         failed = [f"{s}: {v.get('error')}" for s, v in stages.items() if v.get("status") == "failed"]
-        row = {"method": cell["method"], "concept": cell["concept"],
-               "metrics": {k: (math.nan if v is None else v) for k, v in metrics.items()}}
+        row = {
+            "method": cell["method"],
+            "concept": cell["concept"],
+            "metrics": {k: (math.nan if v is None else v) for k, v in metrics.items()},
+        }
         if failed:
             row["failed"] = failed
         rows.append(row)
@@ -372,17 +416,31 @@ def write_bench_report(bench: Bench) -> Path:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     concepts = list(dict.fromkeys(r["concept"] for r in rows))
     sections = []
-    scatter = [(r["method"], r["concept"], r["metrics"].get("erasure_rate"), r["metrics"].get("preserve_acc"))
-               for r in rows if r["method"] != BASELINE and "erasure_rate" in r["metrics"]]
+    scatter = [
+        (r["method"], r["concept"], r["metrics"].get("erasure_rate"), r["metrics"].get("preserve_acc"))
+        for r in rows
+        if r["method"] != BASELINE and "erasure_rate" in r["metrics"]
+    ]
     plots = []
     if scatter:
-        plots.append(svg_scatter(scatter, "Erasure vs preservation (toy suite)", "erasure rate (target prompts)",
-                                 "preserve accuracy (other prompts)"))
+        plots.append(
+            svg_scatter(
+                scatter,
+                "Erasure vs preservation (toy suite)",
+                "erasure rate (target prompts)",
+                "preserve accuracy (other prompts)",
+            )
+        )
     for attack in bench.config.attacks:
         key = f"asr_{attack}"
         if any(key in r["metrics"] for r in rows):
-            series = {c: [next((r["metrics"].get(key) for r in rows if r["method"] == m and r["concept"] == c), None)
-                          for m in methods] for c in concepts}
+            series = {
+                c: [
+                    next((r["metrics"].get(key) for r in rows if r["method"] == m and r["concept"] == c), None)
+                    for m in methods
+                ]
+                for c in concepts
+            }
             plots.append(svg_bars(methods, series, f"Attack success rate: {attack}", "attack success rate"))
     if plots:
         sections.append(("Plots", f'<div class="plots">{"".join(plots)}</div>'))
@@ -401,14 +459,31 @@ def write_bench_report(bench: Bench) -> Path:
         cell = results["cells"][cell_key(r["method"], r["concept"])]
         if "toy_base" in images:
             captions = cell["stages"]["toy"].get("image_prompts", [])
-            grids.append((f"{r['method']} / {r['concept']}: toy suite (unedited above, edited below)",
-                          images["toy_base"], images["toy_edited"], captions))
+            grids.append(
+                (
+                    f"{r['method']} / {r['concept']}: toy suite (unedited above, edited below)",
+                    images["toy_base"],
+                    images["toy_edited"],
+                    captions,
+                )
+            )
         for attack in bench.config.attacks:
             if f"attack_{attack}" in images:
                 items = cell["stages"]["attack"]["attacks"][attack]["items"]
-                grids.append((f"{r['method']} / {r['concept']}: {attack} (source prompt above, attacked below)",
-                              images.get(f"attack_{attack}_pre"), images[f"attack_{attack}"],
-                              [it["source_prompt"] for it in items], [it["prompt"] for it in items]))
-    return write_html_report(bench.out / "report.html", f"erasekit bench: {bench.config.model}", rows, grids,
-                             provenance=results.get("provenance", {}) | {"config": bench.config.identity()},
-                             sections=sections)
+                grids.append(
+                    (
+                        f"{r['method']} / {r['concept']}: {attack} (source prompt above, attacked below)",
+                        images.get(f"attack_{attack}_pre"),
+                        images[f"attack_{attack}"],
+                        [it["source_prompt"] for it in items],
+                        [it["prompt"] for it in items],
+                    )
+                )
+    return write_html_report(
+        bench.out / "report.html",
+        f"erasekit bench: {bench.config.model}",
+        rows,
+        grids,
+        provenance=results.get("provenance", {}) | {"config": bench.config.identity()},
+        sections=sections,
+    )

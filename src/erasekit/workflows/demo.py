@@ -19,8 +19,14 @@ from .evaluate import evaluate_toy
 DEMO_PREFERENCE = ("abo", "erasediff", "esd-x", "negprompt")
 
 
-def demo(out: str | Path = "demo-report", concept: str = "star", n: int = 24, method: str | None = None,
-         log: Callable[[str], None] = print, on_edit: Callable | None = None) -> tuple[Path, ToySuiteResult]:
+def demo(
+    out: str | Path = "demo-report",
+    concept: str = "star",
+    n: int = 24,
+    method: str | None = None,
+    log: Callable[[str], None] = print,
+    on_edit: Callable | None = None,
+) -> tuple[Path, ToySuiteResult]:
     """Erase ``concept`` from toy-sd, run the toy suite with ``n`` prompts per group, write ``<out>/report.html``.
 
     ``out`` is new or an earlier demo's folder (everything in it is made again), never a folder of the user's.
@@ -42,11 +48,20 @@ def demo(out: str | Path = "demo-report", concept: str = "star", n: int = 24, me
     if result.images:
         k = min(8, result.n_images["target"])
         base_images, edited_images, captions = result.images["base"], result.images["edited"], result.image_prompts
-        grids = [(f"prompts naming '{concept}'", base_images[:k], edited_images[:k], captions[:k]),
-                 ("prompts without it", base_images[k:], edited_images[k:], captions[k:])]
-    info = (provenance.environment() | {"model": "toy-sd", "method": method, "suite": "toy", "seed": config.seed,
-                                        "judge": provenance.toy_judge()}
-            | ({"note": edit.notes} if edit.notes else {}))
-    report = write_html_report(out / "report.html", f"erasekit demo: '{concept}' erased from toy-sd with {method}",
-                               [payload], grids, provenance=info)
+        grids = [
+            (f"prompts naming '{concept}'", base_images[:k], edited_images[:k], captions[:k]),
+            ("prompts without it", base_images[k:], edited_images[k:], captions[k:]),
+        ]
+    info = (
+        provenance.environment()
+        | {"model": "toy-sd", "method": method, "suite": "toy", "seed": config.seed, "judge": provenance.toy_judge()}
+        | ({"note": edit.notes} if edit.notes else {})
+    )
+    report = write_html_report(
+        out / "report.html",
+        f"erasekit demo: '{concept}' erased from toy-sd with {method}",
+        [payload],
+        grids,
+        provenance=info,
+    )
     return report, result

@@ -25,9 +25,19 @@ def check_concepts(backbone: Backbone, concepts: Sequence[str]) -> None:
         check_concepts_toy(concepts)
 
 
-def erase(model: str | Path | Backbone, method: str, concepts: Sequence[str], out: str | Path | None = None, *,
-          anchor: str | None = None, preserve: Sequence[str] = (), settings: dict[str, Any] | None = None,
-          seed: int = 0, overwrite: bool = False, resume: bool = False) -> Edit:
+def erase(
+    model: str | Path | Backbone,
+    method: str,
+    concepts: Sequence[str],
+    out: str | Path | None = None,
+    *,
+    anchor: str | None = None,
+    preserve: Sequence[str] = (),
+    settings: dict[str, Any] | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> Edit:
     """Erase ``concepts`` (one or a list) from ``model`` with ``method``; save the Edit to ``out`` when given.
 
     Everything that can be checked without training is checked first: the output folder (``overwrite`` replaces
@@ -50,8 +60,14 @@ def erase(model: str | Path | Backbone, method: str, concepts: Sequence[str], ou
         raise TypeError(f"model must be a model name, a folder or a Backbone, not {type(model).__name__}")
     erasure = get_method(method)
     workdir = _workdir(out, overwrite, resume)
-    request = EraseRequest(targets=concepts, anchor=anchor, preserve=preserve, seed=seed,
-                           workdir=str(workdir) if workdir else None, resume=resume)
+    request = EraseRequest(
+        targets=concepts,
+        anchor=anchor,
+        preserve=preserve,
+        seed=seed,
+        workdir=str(workdir) if workdir else None,
+        resume=resume,
+    )
     named = concepts + preserve + ([anchor] if anchor else [])
     if str(model) in TOY_MODELS:
         check_concepts_toy(named)
@@ -68,8 +84,10 @@ def erase(model: str | Path | Backbone, method: str, concepts: Sequence[str], ou
     edit = erasure.erase(backbone, request, config)
     # Weight deltas are checked by the engine; a mask set is a no-op when it closes no gate.
     if edit.kind == "mask_set" and all(bool(t.all()) for t in edit.tensors.values()):
-        raise NoOpEditError(f"{method}: the masks switch no unit off, so nothing is erased; train longer or with "
-                            "larger gate learning rates (--set steps=..., lr_ffn=..., lr_norm=...)")
+        raise NoOpEditError(
+            f"{method}: the masks switch no unit off, so nothing is erased; train longer or with "
+            "larger gate learning rates (--set steps=..., lr_ffn=..., lr_norm=...)"
+        )
     if out is not None:
         edit.save(out, overwrite=overwrite)
         if workdir is not None and workdir.exists():
@@ -91,14 +109,21 @@ def _workdir(out: Path | None, overwrite: bool, resume: bool) -> Path | None:
         return workdir
     if workdir.exists():
         if not overwrite:
-            raise OutputError(f"{workdir} holds an interrupted run; pass --resume to continue it or --overwrite to "
-                              "discard it and start afresh")
+            raise OutputError(
+                f"{workdir} holds an interrupted run; pass --resume to continue it or --overwrite to "
+                "discard it and start afresh"
+            )
         # A checkpoint, or the temporary folder of one whose write was cut short.
         ours = (CHECKPOINT_DIR, f".{CHECKPOINT_DIR}.")
-        strangers = sorted(p.name for p in workdir.iterdir() if not p.name.startswith(ours)) \
-            if workdir.is_dir() else [workdir.name]
+        strangers = (
+            sorted(p.name for p in workdir.iterdir() if not p.name.startswith(ours))
+            if workdir.is_dir()
+            else [workdir.name]
+        )
         if strangers:
-            raise OutputError(f"refusing to discard {workdir}: it holds {', '.join(strangers[:3])}, which erasekit "
-                              "did not write; move it away")
+            raise OutputError(
+                f"refusing to discard {workdir}: it holds {', '.join(strangers[:3])}, which erasekit "
+                "did not write; move it away"
+            )
         shutil.rmtree(workdir)
     return workdir

@@ -23,11 +23,17 @@ from .erase import check_concepts
 def generator_fn(backbone: Backbone, batch_size: int = 50, **kwargs):
     def fn(prompts: list[str], seeds: list[int]) -> torch.Tensor:
         return generate(backbone, prompts, seeds, batch_size=batch_size, **kwargs)
+
     return fn
 
 
-def evaluate_toy(model: str | Path, concept: str, edits: Sequence[str | Path | Edit] = (),
-                 config: ToySuiteConfig | None = None, progress: bool = True) -> ToySuiteResult:
+def evaluate_toy(
+    model: str | Path,
+    concept: str,
+    edits: Sequence[str | Path | Edit] = (),
+    config: ToySuiteConfig | None = None,
+    progress: bool = True,
+) -> ToySuiteResult:
     """Run the toy suite for ``concept`` on ``model`` with ``edits`` against the unedited model."""
     config = config or ToySuiteConfig(concept=concept)
     edits = load_edits(edits)  # fail on a bad folder before loading
@@ -40,15 +46,27 @@ def evaluate_toy(model: str | Path, concept: str, edits: Sequence[str | Path | E
     classifier = load_classifier()
     if edits:
         edited = load_model(model, edits)
-        result = run_toy_suite(config, classifier, generator_fn(edited, config.batch_size),
-                               base=generator_fn(base, config.batch_size), progress=progress)
+        result = run_toy_suite(
+            config,
+            classifier,
+            generator_fn(edited, config.batch_size),
+            base=generator_fn(base, config.batch_size),
+            progress=progress,
+        )
     else:
         result = run_toy_suite(config, classifier, generator_fn(base, config.batch_size), progress=progress)
     return result
 
 
-def evaluate_prompt_set(model: str | Path, edits: Sequence[str | Path | Edit], suite: str, prompts: str | Path | None,
-                        out: str | Path | None, config: PromptSuiteConfig, overwrite: bool = False):
+def evaluate_prompt_set(
+    model: str | Path,
+    edits: Sequence[str | Path | Edit],
+    suite: str,
+    prompts: str | Path | None,
+    out: str | Path | None,
+    config: PromptSuiteConfig,
+    overwrite: bool = False,
+):
     """A prompt-set suite (``PROMPT_SUITES``) on ``model`` with ``edits``; returns ``(prompt set, results)``, the
     results ``None`` on a non-main process of an accelerate launch."""
     if out is None:

@@ -18,8 +18,10 @@ def export(model: str | Path, edits: Sequence[str | Path | Edit], out: str | Pat
     edits = load_edits(edits)
     controls = [e.method for e in edits if e.kind == "inference_control"]
     if controls:
-        raise InvalidEditError(f"{', '.join(controls)} edits act at inference time and cannot be baked into "
-                               "weights; apply them with `erasekit generate --edit` instead")
+        raise InvalidEditError(
+            f"{', '.join(controls)} edits act at inference time and cannot be baked into "
+            "weights; apply them with `erasekit generate --edit` instead"
+        )
     backbone = load_model(model, [e for e in edits if e.kind == "weight_delta"], device="cpu")
     for mask_edit in (e for e in edits if e.kind == "mask_set"):
         # Zeroed, not cut out: the folder keeps the model's shapes, so plain `from_pretrained` loads it.

@@ -13,8 +13,14 @@ from ..models import Backbone, load
 from ..outputs import check_output_dir
 
 
-def import_mce_masks(model: str | Path | Backbone, ff: str | Path, norm: str | Path, attn: str | Path | None,
-                     concepts: Sequence[str], out: str | Path | None = None) -> Edit:
+def import_mce_masks(
+    model: str | Path | Backbone,
+    ff: str | Path,
+    norm: str | Path,
+    attn: str | Path | None,
+    concepts: Sequence[str],
+    out: str | Path | None = None,
+) -> Edit:
     """A mask Edit from the MCE authors' released FLUX files (``ff.pt``, ``norm.pt``, optional ``attn.pt``)."""
     concepts = concept_list(concepts, "concepts")
     if out is not None:
@@ -24,8 +30,14 @@ def import_mce_masks(model: str | Path | Backbone, ff: str | Path, norm: str | P
         raise UnsupportedModelError("the released MCE mask files are for FLUX double-stream blocks")
     gates = find_gates(backbone.denoiser, "flux", heads=attn is not None)
     masks = import_released_masks(gates, ff, norm, attn)
-    edit = mask_edit(gates, masks, MCEConfig(heads=attn is not None), backbone, concepts,
-                     imported_from=[str(ff), str(norm)] + ([str(attn)] if attn else []))
+    edit = mask_edit(
+        gates,
+        masks,
+        MCEConfig(heads=attn is not None),
+        backbone,
+        concepts,
+        imported_from=[str(ff), str(norm)] + ([str(attn)] if attn else []),
+    )
     if out is not None:
         edit.save(out)
     return edit

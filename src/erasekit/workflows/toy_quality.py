@@ -14,8 +14,14 @@ from ..toy import world
 from ..toy.classifier import load_classifier
 
 
-def toy_quality(models: Sequence[str] = TOY_MODELS, n: int = 300, steps: int = 25, seed: int = 1234,
-                batch_size: int = 100, progress: bool = True) -> dict[str, Any]:
+def toy_quality(
+    models: Sequence[str] = TOY_MODELS,
+    n: int = 300,
+    steps: int = 25,
+    seed: int = 1234,
+    batch_size: int = 100,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Accuracy of the judge on fresh real images and of each toy model's samples, per head.
 
     Prompts come from the held-out templates only (with synonyms), one seed per image.
@@ -25,13 +31,23 @@ def toy_quality(models: Sequence[str] = TOY_MODELS, n: int = 300, steps: int = 2
     samples = world.random_samples(n, rng)
     truth = world.labels(samples)
     real = world.render(samples, torch.Generator().manual_seed(seed))
-    report: dict[str, Any] = {"n": n, "steps": steps, "seed": seed,
-                              "classifier_real": _accuracies(classifier.predict(real), truth)}
+    report: dict[str, Any] = {
+        "n": n,
+        "steps": steps,
+        "seed": seed,
+        "classifier_real": _accuracies(classifier.predict(real), truth),
+    }
     prompts = [world.caption(s, rng, world.HELDOUT_TEMPLATES) for s in samples]
     for name in models:
         backbone = load(name)
-        images = generate(backbone, prompts, [seed + i for i in range(n)], num_inference_steps=steps,
-                          batch_size=batch_size, progress=progress)
+        images = generate(
+            backbone,
+            prompts,
+            [seed + i for i in range(n)],
+            num_inference_steps=steps,
+            batch_size=batch_size,
+            progress=progress,
+        )
         report[name] = _accuracies(classifier.predict(images), truth)
         report[name]["guidance_scale"] = backbone.defaults.guidance_scale
     return report

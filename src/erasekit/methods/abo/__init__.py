@@ -3,4 +3,4 @@
 from .config import ABOConfig
 from .method import AllButOne
 
-__all__ = ['ABOConfig', 'AllButOne']
+__all__ = ["ABOConfig", "AllButOne"]

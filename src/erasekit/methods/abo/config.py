@@ -17,8 +17,12 @@ class ABOConfig(FineTuneSettings):
     """
 
     RANGES: ClassVar[dict[str, Range]] = FineTuneSettings.RANGES | {
-        "uncond_weight": at_least(0), "keep_weight": at_least(0), "trajectories": at_least(1),
-        "sample_steps": at_least(1), "sample_guidance": at_least(0)}
+        "uncond_weight": at_least(0),
+        "keep_weight": at_least(0),
+        "trajectories": at_least(1),
+        "sample_steps": at_least(1),
+        "sample_guidance": at_least(0),
+    }
 
     train_method: str = "xattn"
     lr: float = 1e-5

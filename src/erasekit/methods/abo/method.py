@@ -47,8 +47,11 @@ class AllButOne(Method):
         self.check_family(backbone.family)
         config = config or self.make_config()
         prompts = request.target_prompts()
-        alternatives = None if config.zero_guidance or not (request.anchor or request.anchor_prompts) else \
-            request.paired_anchor_prompts("")
+        alternatives = (
+            None
+            if config.zero_guidance or not (request.anchor or request.anchor_prompts)
+            else request.paired_anchor_prompts("")
+        )
         keep = request.keep_prompts()
         with torch.no_grad():
             uncond = backbone.encode([""])

@@ -3,4 +3,4 @@
 from .config import EraseDiffConfig
 from .method import EraseDiff
 
-__all__ = ['EraseDiff', 'EraseDiffConfig']
+__all__ = ["EraseDiff", "EraseDiffConfig"]

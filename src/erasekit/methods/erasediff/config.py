@@ -17,9 +17,15 @@ class EraseDiffConfig(FineTuneSettings):
     """
 
     RANGES: ClassVar[dict[str, Range]] = FineTuneSettings.RANGES | {
-        "inner_steps": at_least(0), "inner_lr": positive(), "eta": at_least(0), "lambda_": at_least(0),
-        "num_forget": at_least(1), "num_remain": at_least(1), "generation_steps": at_least(1),
-        "generation_guidance": at_least(0)}
+        "inner_steps": at_least(0),
+        "inner_lr": positive(),
+        "eta": at_least(0),
+        "lambda_": at_least(0),
+        "num_forget": at_least(1),
+        "num_remain": at_least(1),
+        "generation_steps": at_least(1),
+        "generation_guidance": at_least(0),
+    }
 
     train_method: str = "noxattn"
     lr: float = 1e-5
@@ -47,6 +53,15 @@ class EraseDiffConfig(FineTuneSettings):
 
     @classmethod
     def toy_defaults(cls, **overrides) -> EraseDiffConfig:
-        base = dict(lr=2e-4, steps=120, batch_size=8, num_forget=48, num_remain=96, generation_steps=25,
-                    generation_guidance=7.5, train_method="noxattn", eta=0.02)
+        base = dict(
+            lr=2e-4,
+            steps=120,
+            batch_size=8,
+            num_forget=48,
+            num_remain=96,
+            generation_steps=25,
+            generation_guidance=7.5,
+            train_method="noxattn",
+            eta=0.02,
+        )
         return cls(**(base | overrides))

@@ -39,8 +39,9 @@ class _Set:
     mismatched: list[str]
 
 
-def forget_loss_target(kind: str, noise_like: torch.Tensor, mismatched_prediction: torch.Tensor | None,
-                       generator: torch.Generator) -> torch.Tensor:
+def forget_loss_target(
+    kind: str, noise_like: torch.Tensor, mismatched_prediction: torch.Tensor | None, generator: torch.Generator
+) -> torch.Tensor:
     """ε_f: uniform noise on [0, 1) (EraseDiff_noise) or the mismatched prompt's prediction (EraseDiff_rl)."""
     if kind == "uniform":
         return torch.rand(noise_like.shape, generator=generator).to(noise_like.device)
@@ -71,8 +72,7 @@ class EraseDiff(Method):
         mismatched = request.paired_anchor_prompts(config.anchor_prompt)
         rng = random.Random(request.seed)
         forget = self._generate(backbone, forget_prompts, config.num_forget, config, rng, request.seed, mismatched)
-        remain = self._generate(backbone, remain_prompts, config.num_remain, config, rng, request.seed + 10_000,
-                                None)
+        remain = self._generate(backbone, remain_prompts, config.num_remain, config, rng, request.seed + 10_000, None)
         tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume)
         params = list(tuner.trainable.values())
 
@@ -153,9 +153,14 @@ class EraseDiff(Method):
         texts = [prompts[i] for i in chosen]
         images = []
         for start in range(0, n, 32):
-            chunk = texts[start:start + 32]
-            images.append(backbone.sample(chunk, [seed + start + i for i in range(len(chunk))],
-                                          num_inference_steps=config.generation_steps,
-                                          guidance_scale=config.generation_guidance))
+            chunk = texts[start : start + 32]
+            images.append(
+                backbone.sample(
+                    chunk,
+                    [seed + start + i for i in range(len(chunk))],
+                    num_inference_steps=config.generation_steps,
+                    guidance_scale=config.generation_guidance,
+                )
+            )
         latents = backbone.encode_images(torch.cat(images).to(backbone.device), mode=True)
         return _Set(latents.cpu(), texts, [mismatched[i] for i in chosen] if mismatched else [])

@@ -3,4 +3,4 @@
 from .config import ESDConfig
 from .method import ESD, ESDU, ESDX
 
-__all__ = ['ESD', 'ESDConfig', 'ESDU', 'ESDX']
+__all__ = ["ESD", "ESDConfig", "ESDU", "ESDX"]

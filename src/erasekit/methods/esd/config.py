@@ -17,7 +17,10 @@ class ESDConfig(FineTuneSettings):
     """
 
     RANGES: ClassVar[dict[str, Range]] = FineTuneSettings.RANGES | {
-        "negative_guidance": at_least(0), "sample_steps": at_least(1), "sample_guidance": at_least(0)}
+        "negative_guidance": at_least(0),
+        "sample_steps": at_least(1),
+        "sample_guidance": at_least(0),
+    }
 
     train_method: str = "xattn"
     lr: float = 1e-5

@@ -20,8 +20,9 @@ from ..training import FineTuner
 from .config import ESDConfig
 
 
-def sample_partial_trajectory(backbone, tuner: FineTuner, cond, uncond, steps: int, guidance: float,
-                              batch_size: int, max_index: int | None = None):
+def sample_partial_trajectory(
+    backbone, tuner: FineTuner, cond, uncond, steps: int, guidance: float, batch_size: int, max_index: int | None = None
+):
     """Run the sampler (current weights, no grad) from fresh noise to a random step; return (x_t, t)."""
     stop = int(torch.randint(0, max_index or steps, (1,), generator=tuner.generator))
     state = backbone.prepare(batch_size, generator=tuner.generator, num_inference_steps=steps)
@@ -32,7 +33,9 @@ def sample_partial_trajectory(backbone, tuner: FineTuner, cond, uncond, steps: i
     return state.latents.detach(), t
 
 
-def esd_loss(student: torch.Tensor, teacher_cond: torch.Tensor, teacher_uncond: torch.Tensor, eta: float) -> torch.Tensor:
+def esd_loss(
+    student: torch.Tensor, teacher_cond: torch.Tensor, teacher_uncond: torch.Tensor, eta: float
+) -> torch.Tensor:
     """ESD's objective as a pure function of the three predictions."""
     target = teacher_uncond - eta * (teacher_cond - teacher_uncond)
     return F.mse_loss(student, target)
@@ -59,8 +62,9 @@ class _ESDBase(Method):
             batch = [prompts[int(i)] for i in t.randint(len(prompts), (config.batch_size,))]
             with torch.no_grad():
                 cond = backbone.encode(batch)
-            x_t, step_t = sample_partial_trajectory(backbone, t, cond, uncond, config.sample_steps,
-                                                    config.sample_guidance, config.batch_size)
+            x_t, step_t = sample_partial_trajectory(
+                backbone, t, cond, uncond, config.sample_steps, config.sample_guidance, config.batch_size
+            )
             e0 = t.teacher_predict(x_t, step_t, uncond)
             ep = t.teacher_predict(x_t, step_t, cond)
             loss = esd_loss(t.predict(x_t, step_t, cond), ep, e0, config.negative_guidance)

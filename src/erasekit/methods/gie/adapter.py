@@ -33,13 +33,16 @@ class InhibitionAdapter(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if features.shape[-1] != self.feature_size:
-            raise ValueError(f"the adapter takes {self.feature_size} features (one per cross-attention layer); "
-                             f"got {features.shape[-1]}")
+            raise ValueError(
+                f"the adapter takes {self.feature_size} features (one per cross-attention layer); "
+                f"got {features.shape[-1]}"
+            )
         return self.net(features)
 
 
-def best_scale(presence: torch.Tensor, distance: torch.Tensor, present: torch.Tensor,
-               grid: Sequence[float]) -> torch.Tensor:
+def best_scale(
+    presence: torch.Tensor, distance: torch.Tensor, present: torch.Tensor, grid: Sequence[float]
+) -> torch.Tensor:
     """Per prompt, the grid scale the judge prefers: concept absent first, then closest to the plain image.
 
     ``presence``, ``distance`` and ``present`` are ``(len(grid), n_prompts)``. Where no scale removes the concept,
@@ -51,8 +54,14 @@ def best_scale(presence: torch.Tensor, distance: torch.Tensor, present: torch.Te
     return grid_t[key.argmin(dim=0)]
 
 
-def fit_adapter(features: torch.Tensor, labels: torch.Tensor, hidden: Sequence[int] = (64, 32),
-                epochs: int = 2000, lr: float = 1e-3, seed: int = 0) -> tuple[InhibitionAdapter, float]:
+def fit_adapter(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    hidden: Sequence[int] = (64, 32),
+    epochs: int = 2000,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> tuple[InhibitionAdapter, float]:
     """Full-batch MSE regression of ``labels`` (N,) on ``features`` (N, d) with Adam; returns (adapter, loss)."""
     torch.manual_seed(seed)
     adapter = InhibitionAdapter(features.shape[-1], hidden)
@@ -69,21 +78,36 @@ def fit_adapter(features: torch.Tensor, labels: torch.Tensor, hidden: Sequence[i
 
 
 @torch.no_grad()
-def label_prompts(sampler, judge: Judge, prompts: Sequence[str], seeds: Sequence[int], grid: Sequence[float],
-                  num_inference_steps: int, guidance_scale: float, height: int, width: int,
-                  batch_size: int = 16, progress: bool = True) -> dict[str, torch.Tensor]:
+def label_prompts(
+    sampler,
+    judge: Judge,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    grid: Sequence[float],
+    num_inference_steps: int,
+    guidance_scale: float,
+    height: int,
+    width: int,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
     """Features, judged best scales and judge scores for ``prompts`` (the adapter's training data)."""
     feats, presence, distance, present = [], [], [], []
     total = len(prompts) * (len(grid) + 1)
     with progress_bar("GIE: labelling scales", total=total, disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
-            chunk, chunk_seeds = list(prompts[start:start + batch_size]), seeds[start:start + batch_size]
+            chunk, chunk_seeds = list(prompts[start : start + batch_size]), seeds[start : start + batch_size]
 
             def gens():
                 return [torch.Generator("cpu").manual_seed(int(s)) for s in chunk_seeds]
 
-            kwargs = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, height=height,
-                          width=width, output_type="pt")
+            kwargs = dict(
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                height=height,
+                width=width,
+                output_type="pt",
+            )
             feats.append(sampler.features(chunk, gens(), height, width, num_inference_steps))
             reference = None
             scores = ([], [], [])
@@ -100,5 +124,10 @@ def label_prompts(sampler, judge: Judge, prompts: Sequence[str], seeds: Sequence
             present.append(torch.stack(scores[1]))
             distance.append(torch.stack(scores[2]))
     presence_t, present_t, distance_t = (torch.cat(x, dim=1) for x in (presence, present, distance))
-    return {"features": torch.cat(feats), "labels": best_scale(presence_t, distance_t, present_t, grid),
-            "presence": presence_t, "present": present_t, "distance": distance_t}
+    return {
+        "features": torch.cat(feats),
+        "labels": best_scale(presence_t, distance_t, present_t, grid),
+        "presence": presence_t,
+        "present": present_t,
+        "distance": distance_t,
+    }

@@ -64,8 +64,9 @@ class InhibitionProcessor:
             return s.mode == "features" or step < s.n_cross
         return step < s.n_self and hidden_states.shape[1] <= s.self_max_tokens
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                 *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         flat = hidden_states if hidden_states.ndim == 3 else hidden_states.flatten(2).transpose(1, 2)
         if attention_mask is not None or attn.spatial_norm is not None or not self._active(flat):
             return self.plain(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
@@ -162,8 +163,9 @@ def install(unet, state: InhibitionState) -> None:
         return
     if getattr(unet, _ORIGINAL, None) is None:
         setattr(unet, _ORIGINAL, dict(unet.attn_processors))
-    unet.set_attn_processor({name: InhibitionProcessor(state, cross=name.split(".")[-2] == "attn2")
-                             for name in unet.attn_processors})
+    unet.set_attn_processor(
+        {name: InhibitionProcessor(state, cross=name.split(".")[-2] == "attn2") for name in unet.attn_processors}
+    )
 
 
 def uninstall(unet, state: InhibitionState) -> None:

@@ -16,9 +16,17 @@ class GIEConfig(CheckedConfig):
     """
 
     RANGES: ClassVar[dict[str, Range]] = {
-        "cross_window": between(0, 1), "self_window": between(0, 1), "self_replace_max_tokens": at_least(1),
-        "train_prompts": at_least(1), "epochs": at_least(1), "lr": positive(), "hidden": at_least(1),
-        "num_inference_steps": at_least(1), "guidance_scale": at_least(0), "seed": at_least(0)}
+        "cross_window": between(0, 1),
+        "self_window": between(0, 1),
+        "self_replace_max_tokens": at_least(1),
+        "train_prompts": at_least(1),
+        "epochs": at_least(1),
+        "lr": positive(),
+        "hidden": at_least(1),
+        "num_inference_steps": at_least(1),
+        "guidance_scale": at_least(0),
+        "seed": at_least(0),
+    }
 
     scale: float | None = None  # a fixed w for every target token; None trains (or uses) the adapter
     cross_window: float = 0.8  # share of steps (of N + 1) with controlled cross-attention
@@ -42,8 +50,10 @@ class GIEConfig(CheckedConfig):
         if self.scale == 0:
             raise InvalidSettingError("scale 0 inhibits nothing (the edit would change no image); GIE needs w < 0")
         if self.scale is not None and self.scale > 0 and not self.allow_positive:
-            raise InvalidSettingError(f"scale {self.scale} > 0 would strengthen the concept; GIE inhibits with w ≤ 0 "
-                             "(set allow_positive to override)")
+            raise InvalidSettingError(
+                f"scale {self.scale} > 0 would strengthen the concept; GIE inhibits with w ≤ 0 "
+                "(set allow_positive to override)"
+            )
         if not self.scale_grid:
             raise InvalidSettingError("scale_grid is empty")
 
@@ -52,6 +62,10 @@ class GIEConfig(CheckedConfig):
         return cls(**({"train_prompts": 32} | overrides))
 
     def control(self) -> ControlSettings:
-        return ControlSettings(cross_window=self.cross_window, self_window=self.self_window,
-                               self_replace_max_tokens=self.self_replace_max_tokens,
-                               embedding_source=self.embedding_source, allow_positive=self.allow_positive)
+        return ControlSettings(
+            cross_window=self.cross_window,
+            self_window=self.self_window,
+            self_replace_max_tokens=self.self_replace_max_tokens,
+            embedding_source=self.embedding_source,
+            allow_positive=self.allow_positive,
+        )

@@ -10,8 +10,6 @@ of scales (the paper's GPT-4o ranking is not available; see ``erasekit.gie.adapt
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 
 from ...edits import Edit
@@ -48,39 +46,59 @@ class GIE(Method):
             data["scale"] = config.scale
         else:
             judge = make_judge(config.judge, request.targets, backbone.is_toy, config.judge_path)
-            prompts = request.target_prompts()[:config.train_prompts]
+            prompts = request.target_prompts()[: config.train_prompts]
             d = backbone.defaults
             seed = request.seed if config.seed is None else config.seed
-            labelled = label_prompts(sampler, judge, prompts, [seed + i for i in range(len(prompts))],
-                                     config.scale_grid, config.num_inference_steps or d.num_inference_steps,
-                                     d.guidance_scale if config.guidance_scale is None else config.guidance_scale,
-                                     d.height, d.width)
+            labelled = label_prompts(
+                sampler,
+                judge,
+                prompts,
+                [seed + i for i in range(len(prompts))],
+                config.scale_grid,
+                config.num_inference_steps or d.num_inference_steps,
+                d.guidance_scale if config.guidance_scale is None else config.guidance_scale,
+                d.height,
+                d.width,
+            )
             features = labelled["features"]  # (prompts, n_tokens, layers): every token of a prompt shares its label
             labels = labelled["labels"][:, None].expand(-1, features.shape[1])
-            adapter, loss = fit_adapter(features.flatten(0, 1), labels.flatten(), config.hidden, config.epochs,
-                                        config.lr, seed)
+            adapter, loss = fit_adapter(
+                features.flatten(0, 1), labels.flatten(), config.hidden, config.epochs, config.lr, seed
+            )
             tensors = {ADAPTER_PREFIX + k: v for k, v in adapter.state_dict().items()}
             values, counts = labelled["labels"].unique(return_counts=True)
             data["training"] = {
-                "judge": judge.name, "prompts": len(prompts), "fit_mse": loss, "seed": seed,
+                "judge": judge.name,
+                "prompts": len(prompts),
+                "fit_mse": loss,
+                "seed": seed,
                 "labels": {f"{v:g}": int(c) for v, c in zip(values.tolist(), counts.tolist())},
-                "absent_share_by_scale": {f"{s:g}": float(1 - p.float().mean())
-                                          for s, p in zip(config.scale_grid, labelled["present"])},
+                "absent_share_by_scale": {
+                    f"{s:g}": float(1 - p.float().mean()) for s, p in zip(config.scale_grid, labelled["present"])
+                },
             }
             notes = unerased_note(labelled["present"], config.scale_grid)
-        return Edit(kind=self.kind, method=self.name, config=asdict(config), base_model=backbone.name_or_path,
-                    concepts=list(request.targets), family=backbone.family, tensors=tensors, data=data,
-                    notes=notes)
+        return self.new_edit(
+            backbone,
+            request.targets,
+            config,
+            tensors=tensors,
+            data=data,
+            notes=notes,
+        )
 
     def apply_edit(self, edit: Edit, pipeline) -> None:
         check_pipeline(pipeline)
         if gie_sampler(pipeline) is not None or call_override(pipeline) is not None:
-            raise InvalidEditError("a GIE edit is already applied to this pipeline; erase several concepts in one "
-                                   "GIE edit (--concept a --concept b) instead of stacking two")
+            raise InvalidEditError(
+                "a GIE edit is already applied to this pipeline; erase several concepts in one "
+                "GIE edit (--concept a --concept b) instead of stacking two"
+            )
         config = GIEConfig(**edit.config)
         adapter = adapter_from_edit(edit, count_cross_attention_layers(pipeline.unet))
-        sampler = InhibitedSampler(pipeline, edit.concepts, config.control(), adapter,
-                                   default_scale=edit.data.get("scale"))
+        sampler = InhibitedSampler(
+            pipeline, edit.concepts, config.control(), adapter, default_scale=edit.data.get("scale")
+        )
         with editing_state(pipeline) as state:
             sampler.install()
             state.set_call_override(sampler)
@@ -105,17 +123,21 @@ def unerased_note(present: torch.Tensor, grid: list[float]) -> str:
     if not stuck:
         return ""
     total = present.shape[1]
-    note = (f"the judge still saw the concept at every scale of the grid (down to w = {min(grid):g}) for {stuck} of "
-            f"{total} training prompts")
+    note = (
+        f"the judge still saw the concept at every scale of the grid (down to w = {min(grid):g}) for {stuck} of "
+        f"{total} training prompts"
+    )
     if stuck == total:
-        note += ("; this adapter is unlikely to erase: try a wider grid (--set scale_grid=[...]) and check that "
-                 "the model's cross-attention is token-selective (erasekit's scripts/cross_attention_probe.py)")
+        note += (
+            "; this adapter is unlikely to erase: try a wider grid (--set scale_grid=[...]) and check that "
+            "the model's cross-attention is token-selective (erasekit's scripts/cross_attention_probe.py)"
+        )
     return note
 
 
 def adapter_from_edit(edit: Edit, feature_size: int) -> InhibitionAdapter | None:
     """The edit's adapter, checked against the pipeline's number of cross-attention layers."""
-    state = {k[len(ADAPTER_PREFIX):]: v for k, v in edit.tensors.items() if k.startswith(ADAPTER_PREFIX)}
+    state = {k[len(ADAPTER_PREFIX) :]: v for k, v in edit.tensors.items() if k.startswith(ADAPTER_PREFIX)}
     if not state:
         if edit.data.get("scale") is None:
             raise InvalidEditError("this GIE edit has neither an adapter nor a fixed scale; it is damaged")

@@ -50,8 +50,14 @@ class InhibitedSampler:
     adapter's prediction (or ``default_scale`` when there is no adapter).
     """
 
-    def __init__(self, pipeline, targets: Sequence[str], settings: ControlSettings | None = None,
-                 adapter: torch.nn.Module | None = None, default_scale: float | None = None):
+    def __init__(
+        self,
+        pipeline,
+        targets: Sequence[str],
+        settings: ControlSettings | None = None,
+        adapter: torch.nn.Module | None = None,
+        default_scale: float | None = None,
+    ):
         check_pipeline(pipeline)
         self.pipeline = pipeline
         self.targets = [t.strip() for t in targets if t and t.strip()]
@@ -60,8 +66,9 @@ class InhibitedSampler:
         self.target_text = " ".join(self.targets)
         self.settings = settings or ControlSettings()
         if self.settings.embedding_source not in EMBEDDING_SOURCES:
-            raise InvalidSettingError(f"embedding_source must be one of {EMBEDDING_SOURCES}, "
-                             f"not {self.settings.embedding_source!r}")
+            raise InvalidSettingError(
+                f"embedding_source must be one of {EMBEDDING_SOURCES}, not {self.settings.embedding_source!r}"
+            )
         self.n_tokens = target_token_count(pipeline.tokenizer, self.target_text)
         self.adapter = adapter
         self.default_scale = default_scale
@@ -110,8 +117,11 @@ class InhibitedSampler:
             eot = inserted[:, -1] + 1
             rows = torch.arange(len(intervals), device=device)
             replaced[rows, eot] = replaced[rows, inserted[:, -1]]
-        replaced.scatter_(1, inserted[..., None].expand(-1, -1, plain.shape[-1]),
-                          star[:, columns].expand(len(intervals), -1, -1).to(replaced.dtype))
+        replaced.scatter_(
+            1,
+            inserted[..., None].expand(-1, -1, plain.shape[-1]),
+            star[:, columns].expand(len(intervals), -1, -1).to(replaced.dtype),
+        )
         return plain, replaced, source, inserted, star, columns
 
     # --------------------------------------------------------------------------------------------- call
@@ -123,8 +133,9 @@ class InhibitedSampler:
 
     def _latents(self, batch, height, width, generator):
         p = self.pipeline
-        return p.prepare_latents(batch, p.unet.config.in_channels, height, width, p.unet.dtype,
-                                 p._execution_device, generator)
+        return p.prepare_latents(
+            batch, p.unet.config.in_channels, height, width, p.unet.dtype, p._execution_device, generator
+        )
 
     def _resolve_weights(self, weights, batch, features_fn) -> torch.Tensor:
         device = self.pipeline._execution_device
@@ -185,9 +196,20 @@ class InhibitedSampler:
         return features
 
     @torch.no_grad()
-    def __call__(self, prompt, generator=None, num_inference_steps: int = 50, guidance_scale: float = 7.5,
-                 height: int | None = None, width: int | None = None, negative_prompt=None, output_type="pil",
-                 weights=None, return_plain: bool = False, **unused):
+    def __call__(
+        self,
+        prompt,
+        generator=None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        height: int | None = None,
+        width: int | None = None,
+        negative_prompt=None,
+        output_type="pil",
+        weights=None,
+        return_plain: bool = False,
+        **unused,
+    ):
         """Like ``StableDiffusionPipeline.__call__``; returns branch B's images (and A's with ``return_plain``
         as ``.plain_images``)."""
         if unused.get("latents") is not None or unused.get("prompt_embeds") is not None:
@@ -254,5 +276,4 @@ class InhibitedSampler:
         if output_type == "latent":
             return latents
         image = p.vae.decode(latents / p.vae.config.scaling_factor, return_dict=False)[0]
-        return p.image_processor.postprocess(image, output_type=output_type,
-                                             do_denormalize=[True] * image.shape[0])
+        return p.image_processor.postprocess(image, output_type=output_type, do_denormalize=[True] * image.shape[0])

@@ -83,12 +83,14 @@ def token_interval(tokenizer, prompt: str, target: str, length: int | None = Non
     length = length or tokenizer.model_max_length
     n = target_token_count(tokenizer, target)
     if n + 2 > length:
-        raise TargetTokenError(f"the target concept {target!r} has {n} tokens; the text encoder holds "
-                               f"{length - 2} besides its start and end tokens")
+        raise TargetTokenError(
+            f"the target concept {target!r} has {n} tokens; the text encoder holds "
+            f"{length - 2} besides its start and end tokens"
+        )
     plain = _ids(tokenizer, prompt)
     truncated = len(plain) + n > length
     if truncated:
-        keep = plain[1:length - n - 1]
+        keep = plain[1 : length - n - 1]
         prompt = tokenizer.decode(keep, skip_special_tokens=True)
         plain = _ids(tokenizer, prompt)
         # Decoding and re-tokenizing may not give back the same ids; cut further until the target fits.
@@ -111,6 +113,11 @@ def token_interval(tokenizer, prompt: str, target: str, length: int | None = Non
         target_index.append(k if flag else 0)
     # Padding slots past P' copy the same slots of P.
     pad = range(len(edited), length)
-    return TokenInterval(prompt=prompt, edited_prompt=edited_prompt, source=tuple(source) + tuple(pad),
-                         inserted=tuple(inserted) + (False,) * len(pad), target_index=tuple(target_index) + (0,) * len(pad),
-                         truncated=truncated)
+    return TokenInterval(
+        prompt=prompt,
+        edited_prompt=edited_prompt,
+        source=tuple(source) + tuple(pad),
+        inserted=tuple(inserted) + (False,) * len(pad),
+        target_index=tuple(target_index) + (0,) * len(pad),
+        truncated=truncated,
+    )

@@ -70,8 +70,9 @@ def bake(denoiser: nn.Module, gates: list[Gate], masks: dict[str, torch.Tensor],
     return removed
 
 
-def import_released_masks(gates: list[Gate], ff_path: str | Path, norm_path: str | Path,
-                          attn_path: str | Path | None = None) -> dict[str, torch.Tensor]:
+def import_released_masks(
+    gates: list[Gate], ff_path: str | Path, norm_path: str | Path, attn_path: str | Path | None = None
+) -> dict[str, torch.Tensor]:
     """Binary masks from the MCE authors' FLUX files (``ff.pt``, ``norm.pt``, optionally ``attn.pt``).
 
     Each file is a list of 1-D logit tensors, binarised at 0: ``ff.pt`` alternates ``ff`` / ``ff_context`` of
@@ -79,6 +80,7 @@ def import_released_masks(gates: list[Gate], ff_path: str | Path, norm_path: str
     per attention module (double blocks first, then single blocks). Read with ``weights_only=True``: tensors and
     lists only, never arbitrary pickled objects.
     """
+
     def read(path) -> list[torch.Tensor]:
         try:
             value = torch.load(path, map_location="cpu", weights_only=True)
@@ -99,14 +101,18 @@ def import_released_masks(gates: list[Gate], ff_path: str | Path, norm_path: str
         values = read(path)
         targets = by_group[group]
         if group == "heads" and len(values) > len(targets):
-            values = values[:len(targets)]  # single-stream heads are never masked here
+            values = values[: len(targets)]  # single-stream heads are never masked here
         if len(values) != len(targets):
-            raise InvalidEditError(f"{Path(path).name} has {len(values)} entries; this model has {len(targets)} "
-                                   f"{group} gate sites: the masks were made for another model shape")
+            raise InvalidEditError(
+                f"{Path(path).name} has {len(values)} entries; this model has {len(targets)} "
+                f"{group} gate sites: the masks were made for another model shape"
+            )
         for gate, logits in zip(targets, values):
             if logits.numel() != gate.units:
-                raise InvalidEditError(f"{Path(path).name}: {gate.module} needs {gate.units} values, the file has "
-                                       f"{logits.numel()}: the masks were made for another model shape")
+                raise InvalidEditError(
+                    f"{Path(path).name}: {gate.module} needs {gate.units} values, the file has "
+                    f"{logits.numel()}: the masks were made for another model shape"
+                )
             masks[gate.key] = (logits > 0).float()
     for gate in gates:  # sites without a file stay fully open
         masks.setdefault(gate.key, torch.ones(gate.units))

@@ -12,14 +12,28 @@ from .gates import DEFAULT_UNET_PATTERN, INIT_LOGIT
 @dataclass
 class MCEConfig(CheckedConfig):
     """The paper's settings (Adam with weight decay 1e-2 — decoupled, see ``optimizer`` —, lr 0.5 for FFN and
-    norm gates, β 0.01, 400 steps, batch 4, constant schedule). ``toy_defaults()`` holds the settings used on the toy world (README results table)."""
+    norm gates, β 0.01, 400 steps, batch 4, constant schedule). ``toy_defaults()`` holds the settings used on the
+    toy world (README results table)."""
 
     RANGES: ClassVar[dict[str, Range]] = {
-        "lr_ffn": positive(), "lr_norm": positive(), "lr_heads": positive(), "beta": at_least(0),
-        "steps": at_least(1), "batch_size": at_least(1), "weight_decay": at_least(0), "fixed_seed": at_least(0),
-        "sampler_steps": at_least(1), "guidance_scale": at_least(0), "edit_steps": at_least(1),
-        "edit_n_max": at_least(1), "edit_source_guidance": at_least(0), "edit_target_guidance": at_least(0),
-        "num_neutral": at_least(1), "checkpoint_every": at_least(1), "seed": at_least(0)}
+        "lr_ffn": positive(),
+        "lr_norm": positive(),
+        "lr_heads": positive(),
+        "beta": at_least(0),
+        "steps": at_least(1),
+        "batch_size": at_least(1),
+        "weight_decay": at_least(0),
+        "fixed_seed": at_least(0),
+        "sampler_steps": at_least(1),
+        "guidance_scale": at_least(0),
+        "edit_steps": at_least(1),
+        "edit_n_max": at_least(1),
+        "edit_source_guidance": at_least(0),
+        "edit_target_guidance": at_least(0),
+        "num_neutral": at_least(1),
+        "checkpoint_every": at_least(1),
+        "seed": at_least(0),
+    }
 
     lr_ffn: float = 0.5
     lr_norm: float = 0.5
@@ -62,7 +76,9 @@ class MCEConfig(CheckedConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.target not in ("empty_prompt", "neutral_prompt", "flow_edit"):
-            raise InvalidSettingError(f"target must be 'empty_prompt', 'neutral_prompt' or 'flow_edit', not {self.target!r}")
+            raise InvalidSettingError(
+                f"target must be 'empty_prompt', 'neutral_prompt' or 'flow_edit', not {self.target!r}"
+            )
         if not 0 < self.edit_n_max <= self.edit_steps:
             raise InvalidSettingError(f"edit_n_max must be in 1..edit_steps ({self.edit_steps}), got {self.edit_n_max}")
         if self.neutral not in ("random", "paired"):
@@ -72,7 +88,9 @@ class MCEConfig(CheckedConfig):
         if self.optimizer not in ("adam", "adamw"):
             raise InvalidSettingError(f"optimizer must be 'adam' or 'adamw', not {self.optimizer!r}")
         if self.edit_model and self.target != "flow_edit":
-            raise InvalidSettingError(f"edit_model edits FlowEdit targets; it needs target 'flow_edit', not {self.target!r}")
+            raise InvalidSettingError(
+                f"edit_model edits FlowEdit targets; it needs target 'flow_edit', not {self.target!r}"
+            )
 
     @classmethod
     def toy_defaults(cls, **overrides) -> MCEConfig:

@@ -28,9 +28,19 @@ from ...models.base import Conditioning
 
 
 @torch.no_grad()
-def flow_edit(backbone, source: torch.Tensor, source_cond: Conditioning, target_cond: Conditioning,
-              uncond: Conditioning | None, *, steps: int = 28, n_max: int = 24, source_guidance: float = 1.5,
-              target_guidance: float = 5.5, generator: torch.Generator | None = None) -> torch.Tensor:
+def flow_edit(
+    backbone,
+    source: torch.Tensor,
+    source_cond: Conditioning,
+    target_cond: Conditioning,
+    uncond: Conditioning | None,
+    *,
+    steps: int = 28,
+    n_max: int = 24,
+    source_guidance: float = 1.5,
+    target_guidance: float = 5.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """``source`` latents ``(B, C, h, w)`` (clean) edited from ``source_cond`` toward ``target_cond``.
 
     ``backbone`` must sample by flow matching (``velocity``); ``uncond`` is needed for guidance scales ≠ 1 unless

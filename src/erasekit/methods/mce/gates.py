@@ -54,15 +54,17 @@ class Gate:
         return f"{self.module}.heads" if self.kind == "heads" else self.module
 
 
-def find_gates(denoiser: nn.Module, family: str, heads: bool = False,
-               unet_pattern: str = DEFAULT_UNET_PATTERN) -> list[Gate]:
+def find_gates(
+    denoiser: nn.Module, family: str, heads: bool = False, unet_pattern: str = DEFAULT_UNET_PATTERN
+) -> list[Gate]:
     """The masked sites of ``denoiser``; a clear error when it lacks the expected blocks."""
     modules = dict(denoiser.named_modules())
     if family == "flux":
         blocks = getattr(denoiser, "transformer_blocks", None)
         if not blocks:
-            raise UnsupportedModelError("MCE masks FLUX's double-stream blocks; this transformer has no "
-                                        "`transformer_blocks`")
+            raise UnsupportedModelError(
+                "MCE masks FLUX's double-stream blocks; this transformer has no `transformer_blocks`"
+            )
         gates = []
         for i, block in enumerate(blocks):
             prefix = f"transformer_blocks.{i}"
@@ -70,23 +72,30 @@ def find_gates(denoiser: nn.Module, family: str, heads: bool = False,
                 activation = modules.get(f"{prefix}.{ff}.net.0")
                 proj = getattr(activation, "proj", None)
                 if not isinstance(proj, nn.Linear):
-                    raise UnsupportedModelError(f"{prefix}.{ff} is not a diffusers FeedForward with a projected "
-                                                "activation; MCE cannot place its FFN gates")
+                    raise UnsupportedModelError(
+                        f"{prefix}.{ff} is not a diffusers FeedForward with a projected "
+                        "activation; MCE cannot place its FFN gates"
+                    )
                 gates.append(Gate(f"{prefix}.{ff}.net.0", proj.out_features, group="ffn"))
             norm = modules.get(f"{prefix}.norm1_context.linear")
             if not isinstance(norm, nn.Linear):
-                raise UnsupportedModelError(f"{prefix} has no norm1_context.linear (AdaLN modulation of the text "
-                                            "stream)")
+                raise UnsupportedModelError(
+                    f"{prefix} has no norm1_context.linear (AdaLN modulation of the text stream)"
+                )
             gates.append(Gate(f"{prefix}.norm1_context.linear", norm.out_features, group="norm"))
             if heads:
                 gates.append(Gate(f"{prefix}.attn", block.attn.heads, kind="heads", group="heads"))
         return gates
     if family == "sd":
         pattern = re.compile(unet_pattern)
-        gates = [Gate(name, m.out_features, group="ffn") for name, m in modules.items()
-                 if isinstance(m, nn.Linear) and pattern.match(name)]
+        gates = [
+            Gate(name, m.out_features, group="ffn")
+            for name, m in modules.items()
+            if isinstance(m, nn.Linear) and pattern.match(name)
+        ]
         if not gates:
-            raise UnsupportedModelError(f"no linear layer of this UNet matches {unet_pattern!r}; MCE has nothing "
-                                        "to mask")
+            raise UnsupportedModelError(
+                f"no linear layer of this UNet matches {unet_pattern!r}; MCE has nothing to mask"
+            )
         return gates
     raise UnsupportedModelError(f"MCE supports FLUX and SD UNets, not {family}")

@@ -18,8 +18,13 @@ class MaskHooks:
     sees exactly the masks its forward pass saw.
     """
 
-    def __init__(self, denoiser: nn.Module, gates: Sequence[Gate], logits: dict[str, torch.Tensor] | None = None,
-                 masks: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        gates: Sequence[Gate],
+        logits: dict[str, torch.Tensor] | None = None,
+        masks: dict[str, torch.Tensor] | None = None,
+    ):
         self.denoiser = denoiser
         self.gates = list(gates)
         self.logits = logits or {}
@@ -71,6 +76,7 @@ class MaskHooks:
         def hook(module, args, output):
             mask = self.current(gate)
             return output if mask is None else output * mask.to(output.dtype)
+
         return hook
 
     def _head_hook(self, gate: Gate, heads: int):
@@ -81,4 +87,5 @@ class MaskHooks:
             x = args[0]
             shaped = x.unflatten(-1, (heads, x.shape[-1] // heads)) * mask.to(x.dtype)[:, None]
             return (shaped.flatten(-2), *args[1:])
+
         return hook

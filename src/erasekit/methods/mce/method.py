@@ -28,11 +28,12 @@ from pathlib import Path
 
 import torch
 
+from ...config import InvalidSettingError
 from ...edits import Edit
 from ...errors import InvalidArgumentError, InvalidEditError
 from ...progress import progress_bar
 from ...prompt_sets import load_cc3m
-from ..base import EraseRequest, Method, register
+from ..base import EraseRequest, Method, get_method, register
 from ..training.checkpoint import TrainingCheckpoint, run_identity
 from ..training.engine import TrainingDivergedError
 from .bake import bake
@@ -41,7 +42,6 @@ from .flow_edit import flow_edit
 from .gates import Gate, find_gates, hard_mask
 from .hooks import MaskHooks
 from .objective import end_to_end_backward, mce_loss, rollout
-from ...config import InvalidSettingError
 
 MASK_PREFIX = "mask."
 # A mask edit's hooks are kept in the pipeline's PipelineState (``erasekit.pipeline_state``), owned by the edit;
@@ -65,12 +65,16 @@ def load_editor(backbone, edit_model: str | None):
 
     editor = load(edit_model, device=backbone.device, dtype=backbone.dtype)
     if editor.family != "flux":
-        raise InvalidSettingError(f"edit_model {edit_model!r} is a {editor.family} model; FlowEdit needs a flow-matching one")
+        raise InvalidSettingError(
+            f"edit_model {edit_model!r} is a {editor.family} model; FlowEdit needs a flow-matching one"
+        )
     keys = ("latent_channels", "scaling_factor", "shift_factor")
     ours, theirs = ({k: p.pipeline.vae.config.get(k) for k in keys} for p in (backbone, editor))
     if ours != theirs or editor.denoiser.config.in_channels != backbone.denoiser.config.in_channels:
-        raise InvalidSettingError(f"edit_model {edit_model!r} does not share the erased model's latent space "
-                         f"(VAE {theirs} against {ours}); its edits would mean nothing to it")
+        raise InvalidSettingError(
+            f"edit_model {edit_model!r} does not share the erased model's latent space "
+            f"(VAE {theirs} against {ours}); its edits would mean nothing to it"
+        )
     return editor.freeze()
 
 
@@ -93,14 +97,18 @@ class MCE(Method):
         config = config or self.make_config()
         denoiser = backbone.freeze().denoiser
         if config.target == "flow_edit" and backbone.family != "flux":
-            raise InvalidSettingError(f"target 'flow_edit' needs a flow-matching model (FLUX); {backbone.family} is not one")
+            raise InvalidSettingError(
+                f"target 'flow_edit' needs a flow-matching model (FLUX); {backbone.family} is not one"
+            )
         gates = find_gates(denoiser, backbone.family, config.heads, config.unet_pattern)
         concept_prompts = request.target_prompts()
         neutral_prompts = request.keep_prompts()
         if not neutral_prompts and config.neutral == "random":
             if not config.neutral_prompts_file:
-                raise InvalidArgumentError("MCE needs neutral prompts: pass --preserve concepts or --set "
-                                 "neutral_prompts_file=PATH (e.g. CC3M captions)")
+                raise InvalidArgumentError(
+                    "MCE needs neutral prompts: pass --preserve concepts or --set "
+                    "neutral_prompts_file=PATH (e.g. CC3M captions)"
+                )
             neutral_prompts = neutral_prompts_from_file(config.neutral_prompts_file, config.num_neutral)
         if config.target != "empty_prompt":
             if request.anchor_prompts:
@@ -116,18 +124,23 @@ class MCE(Method):
         guidance = d.guidance_scale if config.guidance_scale is None else config.guidance_scale
 
         device = backbone.device
-        logits = {g.key: torch.full((g.units,), float(config.init_logit), device=device, requires_grad=True)
-                  for g in gates}
+        logits = {
+            g.key: torch.full((g.units,), float(config.init_logit), device=device, requires_grad=True) for g in gates
+        }
         lrs = {"ffn": config.lr_ffn, "norm": config.lr_norm, "heads": config.lr_heads}
-        groups = [{"params": [logits[g.key] for g in gates if g.group == group], "lr": lr}
-                  for group, lr in lrs.items() if any(g.group == group for g in gates)]
+        groups = [
+            {"params": [logits[g.key] for g in gates if g.group == group], "lr": lr}
+            for group, lr in lrs.items()
+            if any(g.group == group for g in gates)
+        ]
         opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         optimizer = opt_cls(groups, weight_decay=config.weight_decay)
         seed = request.seed if config.seed is None else config.seed
         generator = torch.Generator("cpu").manual_seed(seed)
         rng = random.Random(seed)
-        checkpoint = _Checkpoint(request.workdir, run_identity(self.name, backbone.name_or_path, request.targets,
-                                                               config))
+        checkpoint = _Checkpoint(
+            request.workdir, run_identity(self.name, backbone.name_or_path, request.targets, config)
+        )
         start = checkpoint.restore(logits, optimizer, {"generator": generator}, rng) if request.resume else 0
 
         editor = load_editor(backbone, config.edit_model) if config.target == "flow_edit" else None
@@ -171,20 +184,35 @@ class MCE(Method):
                                 source_cond = editor.encode(prompts[:n_concept])
                                 edit_cond = editor.encode(target_prompts[:n_concept])
                             target[:n_concept] = flow_edit(
-                                editor, target[:n_concept], source_cond, edit_cond, editor_empty,
-                                steps=config.edit_steps, n_max=config.edit_n_max, generator=generator,
+                                editor,
+                                target[:n_concept],
+                                source_cond,
+                                edit_cond,
+                                editor_empty,
+                                steps=config.edit_steps,
+                                n_max=config.edit_n_max,
+                                generator=generator,
                                 source_guidance=config.edit_source_guidance,
-                                target_guidance=config.edit_target_guidance)
+                                target_guidance=config.edit_target_guidance,
+                            )
                         else:
                             target = rollout(backbone, state, target_cond, uncond, guidance)[-1].latents
                     hooks.mode = "relaxed"
                     noises = [hooks.draw_noise(generator) for _ in range(steps_k)]
                     loss = end_to_end_backward(
-                        backbone, state, cond, uncond, guidance, hooks, noises,
-                        lambda final: mce_loss(final, target, is_concept, config.beta))
+                        backbone,
+                        state,
+                        cond,
+                        uncond,
+                        guidance,
+                        hooks,
+                        noises,
+                        lambda final: mce_loss(final, target, is_concept, config.beta),
+                    )
                     if not torch.isfinite(loss):
-                        where = f"; the last good checkpoint is kept in {checkpoint.folder}" \
-                            if checkpoint.exists() else ""
+                        where = (
+                            f"; the last good checkpoint is kept in {checkpoint.folder}" if checkpoint.exists() else ""
+                        )
                         raise TrainingDivergedError(f"MCE loss became {float(loss)} at step {step}{where}")
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -196,15 +224,21 @@ class MCE(Method):
         finally:
             hooks.remove()
         masks = {g.key: hard_mask(logits[g.key].detach()).cpu() for g in gates}
-        training = {"final_loss": history[-1] if history else None, "sampler_steps": steps_k,
-                    "guidance_scale": guidance, "steps": config.steps, "seed": seed}
+        training = {
+            "final_loss": history[-1] if history else None,
+            "sampler_steps": steps_k,
+            "guidance_scale": guidance,
+            "steps": config.steps,
+            "seed": seed,
+        }
         return mask_edit(gates, masks, config, backbone, request.targets, training=training)
 
     @staticmethod
     def _initial_noise(backbone, config, generator, batch, steps_k):
         if config.noise == "fixed":
-            one = backbone.prepare(1, generator=torch.Generator("cpu").manual_seed(config.fixed_seed),
-                                   num_inference_steps=steps_k).latents
+            one = backbone.prepare(
+                1, generator=torch.Generator("cpu").manual_seed(config.fixed_seed), num_inference_steps=steps_k
+            ).latents
             return one.expand(batch, *one.shape[1:]).clone()
         return backbone.prepare(batch, generator=generator, num_inference_steps=steps_k).latents
 
@@ -246,8 +280,10 @@ def gates_and_masks(edit: Edit, denoiser) -> tuple[list[Gate], dict[str, torch.T
         if units is None and hasattr(module, "proj"):
             units = module.proj.out_features
         if units != gate.units:
-            raise InvalidEditError(f"the masks were saved for another model shape: {gate.module} has {units} units "
-                                   f"here, {gate.units} in the edit")
+            raise InvalidEditError(
+                f"the masks were saved for another model shape: {gate.module} has {units} units "
+                f"here, {gate.units} in the edit"
+            )
         tensor = edit.tensors.get(MASK_PREFIX + gate.key)
         if tensor is None or tensor.numel() != gate.units:
             raise InvalidEditError(f"the edit's mask for {gate.key} is missing or has the wrong size")
@@ -255,13 +291,17 @@ def gates_and_masks(edit: Edit, denoiser) -> tuple[list[Gate], dict[str, torch.T
     return gates, masks
 
 
-def mask_edit(gates: list[Gate], masks: dict[str, torch.Tensor], config: MCEConfig, backbone,
-              concepts: list[str], **data) -> Edit:
+def mask_edit(
+    gates: list[Gate], masks: dict[str, torch.Tensor], config: MCEConfig, backbone, concepts: list[str], **data
+) -> Edit:
     """The mask-set Edit of binary ``masks`` over ``gates`` (uint8 tensors, the gate list, the share pruned)."""
-    return Edit(kind="mask_set", method="mce", config=asdict(config), base_model=backbone.name_or_path,
-                concepts=list(concepts), family=backbone.family,
-                tensors={MASK_PREFIX + k: v.to(torch.uint8) for k, v in masks.items()},
-                data={"gates": [asdict(g) for g in gates], "pruned_share": pruned_share(gates, masks)} | data)
+    return get_method("mce").new_edit(
+        backbone,
+        concepts,
+        config,
+        tensors={MASK_PREFIX + k: v.to(torch.uint8) for k, v in masks.items()},
+        data={"gates": [asdict(g) for g in gates], "pruned_share": pruned_share(gates, masks)} | data,
+    )
 
 
 def pruned_share(gates: list[Gate], masks: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -293,11 +333,19 @@ def merge_mask_edits(edits: list[Edit]) -> Edit:
             merged = merged * e.tensors[key]
         tensors[key] = merged
     gates = [Gate(**g) for g in first.data["gates"]]
-    masks = {k[len(MASK_PREFIX):]: v for k, v in tensors.items()}
+    masks = {k[len(MASK_PREFIX) :]: v for k, v in tensors.items()}
     data = dict(first.data, pruned_share=pruned_share(gates, masks), merged_from=[e.concepts for e in edits])
     data.pop("training", None)
-    return Edit(kind="mask_set", method=first.method, config=first.config, base_model=first.base_model,
-                concepts=[c for e in edits for c in e.concepts], family=first.family, tensors=tensors, data=data)
+    return Edit(
+        kind="mask_set",
+        method=first.method,
+        config=first.config,
+        base_model=first.base_model,
+        concepts=[c for e in edits for c in e.concepts],
+        family=first.family,
+        tensors=tensors,
+        data=data,
+    )
 
 
 class _Checkpoint(TrainingCheckpoint):

@@ -16,8 +16,16 @@ import torch.nn.functional as F
 from .hooks import MaskHooks
 
 
-def rollout(backbone, state, cond, uncond, guidance, hooks: MaskHooks | None = None,
-            noises: Sequence[dict] | None = None, steps: int | None = None) -> list:
+def rollout(
+    backbone,
+    state,
+    cond,
+    uncond,
+    guidance,
+    hooks: MaskHooks | None = None,
+    noises: Sequence[dict] | None = None,
+    steps: int | None = None,
+) -> list:
     """The sampler's states ``[x_T, ..., x_0]`` (no graph unless grad is enabled by the caller)."""
     states = [state]
     for k in range(steps if steps is not None else len(state.timesteps)):
@@ -38,8 +46,16 @@ def mce_loss(final: torch.Tensor, target: torch.Tensor, is_concept: torch.Tensor
     return concept + beta * neutral
 
 
-def end_to_end_backward(backbone, state, cond, uncond, guidance, hooks: MaskHooks, noises: Sequence[dict],
-                        loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def end_to_end_backward(
+    backbone,
+    state,
+    cond,
+    uncond,
+    guidance,
+    hooks: MaskHooks,
+    noises: Sequence[dict],
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
     """Accumulate d loss(x_0) / d logits into the logits' ``.grad`` with step-wise recomputation; return the loss."""
     with torch.no_grad():
         states = rollout(backbone, state, cond, uncond, guidance, hooks, noises)
@@ -59,8 +75,16 @@ def end_to_end_backward(backbone, state, cond, uncond, guidance, hooks: MaskHook
     return loss.detach()
 
 
-def naive_backward(backbone, state, cond, uncond, guidance, hooks: MaskHooks, noises: Sequence[dict],
-                   loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def naive_backward(
+    backbone,
+    state,
+    cond,
+    uncond,
+    guidance,
+    hooks: MaskHooks,
+    noises: Sequence[dict],
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
     """The same gradient by plain back-propagation through the whole rollout (memory grows with K): a reference."""
     states = rollout(backbone, state, cond, uncond, guidance, hooks, noises)
     loss = loss_fn(states[-1].latents)

@@ -3,4 +3,4 @@
 from .config import NegPromptConfig
 from .method import NegativePrompt
 
-__all__ = ['NegPromptConfig', 'NegativePrompt']
+__all__ = ["NegPromptConfig", "NegativePrompt"]

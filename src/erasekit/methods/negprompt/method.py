@@ -8,8 +8,6 @@ true classifier-free guidance (guidance > 1).
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from ...edits import Edit
 from ...pipeline_state import editing_state
 from ..base import EraseRequest, Method, register
@@ -28,8 +26,12 @@ class NegativePrompt(Method):
         config = config or NegPromptConfig()
         self.check_family(backbone.family)
         negative = config.separator.join(request.targets)
-        return Edit(kind=self.kind, method=self.name, config=asdict(config), base_model=backbone.name_or_path,
-                    concepts=list(request.targets), family=backbone.family, data={"negative_prompt": negative})
+        return self.new_edit(
+            backbone,
+            request.targets,
+            config,
+            data={"negative_prompt": negative},
+        )
 
     def apply_edit(self, edit: Edit, pipeline) -> None:
         # Several negative-prompt edits compose into one negative prompt naming every concept.

@@ -5,5 +5,12 @@ from .checkpoint import CHECKPOINT_DIR, ResumeMismatchError, TrainingCheckpoint,
 from .engine import FineTuner, TrainingDivergedError
 from .settings import FineTuneSettings
 
-__all__ = ["CHECKPOINT_DIR", "FineTuneSettings", "FineTuner", "ResumeMismatchError", "TrainingCheckpoint",
-           "TrainingDivergedError", "run_identity"]
+__all__ = [
+    "CHECKPOINT_DIR",
+    "FineTuneSettings",
+    "FineTuner",
+    "ResumeMismatchError",
+    "TrainingCheckpoint",
+    "TrainingDivergedError",
+    "run_identity",
+]

@@ -67,8 +67,12 @@ class ResumeMismatchError(ErasekitError):
 
 def run_identity(method: str, model, concepts, config) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the method, the model, the concepts and the configuration."""
-    return {"method": method, "model": str(model), "concepts": list(concepts),
-            "config": asdict(config) if is_dataclass(config) else dict(config)}
+    return {
+        "method": method,
+        "model": str(model),
+        "concepts": list(concepts),
+        "config": asdict(config) if is_dataclass(config) else dict(config),
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -96,8 +100,15 @@ class TrainingCheckpoint:
 
     # ------------------------------------------------------------------------------------------------ save
 
-    def save(self, step: int, tensors: dict[str, torch.Tensor], optimizer, generators: dict[str, torch.Generator],
-             python_rng: random.Random, extra: dict[str, Any] | None = None) -> Path | None:
+    def save(
+        self,
+        step: int,
+        tensors: dict[str, torch.Tensor],
+        optimizer,
+        generators: dict[str, torch.Generator],
+        python_rng: random.Random,
+        extra: dict[str, Any] | None = None,
+    ) -> Path | None:
         """Write the trained ``tensors``, ``optimizer``'s state, every random state and ``extra`` after ``step``
         optimizer steps, atomically. ``optimizer`` may train only tensors among ``tensors``."""
         if self.folder is None:
@@ -121,9 +132,14 @@ class TrainingCheckpoint:
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 saved[f"rng/cuda/{i}"] = state
         version, internal, gauss_next = python_rng.getstate()
-        meta = {"format": FORMAT, **self.identity, "step": int(step), "optimizer": moments,
-                "python_rng": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
-                "extra": _jsonable(extra or {})}
+        meta = {
+            "format": FORMAT,
+            **self.identity,
+            "step": int(step),
+            "optimizer": moments,
+            "python_rng": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+            "extra": _jsonable(extra or {}),
+        }
         with atomic_directory(self.folder) as tmp:
             save_file(saved, tmp / TENSORS_FILE)
             (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
@@ -131,8 +147,13 @@ class TrainingCheckpoint:
 
     # --------------------------------------------------------------------------------------------- restore
 
-    def restore(self, tensors: dict[str, torch.Tensor], optimizer, generators: dict[str, torch.Generator],
-                python_rng: random.Random) -> int:
+    def restore(
+        self,
+        tensors: dict[str, torch.Tensor],
+        optimizer,
+        generators: dict[str, torch.Generator],
+        python_rng: random.Random,
+    ) -> int:
         """Load the checkpoint into ``tensors`` (in place), ``optimizer``, ``generators``, torch's global RNG and
         ``python_rng``; its ``extra`` goes to ``self.extra``. Returns the step to continue from: 0, with nothing
         changed, when there is no checkpoint yet (see the module's resume rule)."""
@@ -161,7 +182,7 @@ class TrainingCheckpoint:
         torch.set_rng_state(saved["rng/torch"])
         cuda = sorted((k for k in saved if k.startswith("rng/cuda/")), key=lambda k: int(k.rsplit("/", 1)[1]))
         if cuda and torch.cuda.is_available():
-            for key in cuda[:torch.cuda.device_count()]:
+            for key in cuda[: torch.cuda.device_count()]:
                 torch.cuda.set_rng_state(saved[key], int(key.rsplit("/", 1)[1]))
         rng = meta["python_rng"]
         python_rng.setstate((rng["version"], tuple(rng["internal"]), rng["gauss_next"]))
@@ -169,8 +190,10 @@ class TrainingCheckpoint:
         return int(meta["step"])
 
     def _unreadable(self, why: str) -> ResumeMismatchError:
-        return ResumeMismatchError(f"{self.folder} is not a checkpoint this erasekit can resume ({why}); "
-                                   "start afresh with --overwrite, or use a new --out folder")
+        return ResumeMismatchError(
+            f"{self.folder} is not a checkpoint this erasekit can resume ({why}); "
+            "start afresh with --overwrite, or use a new --out folder"
+        )
 
     def _read_meta(self) -> dict[str, Any]:
         path = self.folder / META_FILE
@@ -194,8 +217,10 @@ class TrainingCheckpoint:
             if isinstance(theirs, dict) and isinstance(ours, dict):
                 for field in sorted(set(theirs) | set(ours)):
                     if theirs.get(field, "<unset>") != ours.get(field, "<unset>"):
-                        differences.append(f"{key}.{field} is {theirs.get(field, '<unset>')!r} there, "
-                                           f"{ours.get(field, '<unset>')!r} here")
+                        differences.append(
+                            f"{key}.{field} is {theirs.get(field, '<unset>')!r} there, "
+                            f"{ours.get(field, '<unset>')!r} here"
+                        )
             else:
                 differences.append(f"{key} is {theirs!r} there, {ours!r} here")
         if differences:
@@ -208,15 +233,18 @@ class TrainingCheckpoint:
 
     def _check_tensors(self, meta, saved, tensors, generators) -> None:
         problems = []
-        theirs = {k[len("param/"):] for k in saved if k.startswith("param/")}
+        theirs = {k[len("param/") :] for k in saved if k.startswith("param/")}
         if theirs != set(tensors):
             missing, unknown = sorted(set(tensors) - theirs), sorted(theirs - set(tensors))
-            problems.append(f"trained tensors differ: {len(missing)} missing (first: {missing[:3]}), "
-                            f"{len(unknown)} unknown (first: {unknown[:3]})")
+            problems.append(
+                f"trained tensors differ: {len(missing)} missing (first: {missing[:3]}), "
+                f"{len(unknown)} unknown (first: {unknown[:3]})"
+            )
         for name in sorted(theirs & set(tensors)):
             if saved[f"param/{name}"].shape != tensors[name].shape:
-                problems.append(f"{name} has shape {tuple(saved[f'param/{name}'].shape)} there, "
-                                f"{tuple(tensors[name].shape)} here")
+                problems.append(
+                    f"{name} has shape {tuple(saved[f'param/{name}'].shape)} there, {tuple(tensors[name].shape)} here"
+                )
         for name, entry in meta.get("optimizer", {}).items():
             lost = [key for key in entry.get("tensors", []) if f"optim/{name}/{key}" not in saved]
             if lost or name not in tensors:
@@ -247,8 +275,10 @@ def _encode_scalar(name: str, key: str, value: Any) -> dict[str, Any]:
         return {"value": value.item(), "dtype": str(value.dtype).removeprefix("torch.")}
     if value is None or isinstance(value, (bool, int, float, str)):
         return {"value": value}
-    raise TypeError(f"optimizer state {name}/{key} is a {type(value).__name__}; a checkpoint keeps tensors, "
-                    "numbers, strings, booleans and None")
+    raise TypeError(
+        f"optimizer state {name}/{key} is a {type(value).__name__}; a checkpoint keeps tensors, "
+        "numbers, strings, booleans and None"
+    )
 
 
 def _decode_scalar(entry: dict[str, Any]) -> Any:

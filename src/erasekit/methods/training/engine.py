@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 from ...checksums import fingerprint
+from ...config import InvalidSettingError
 from ...edits import Edit
 from ...errors import ErasekitError, NoOpEditError
 from ...progress import progress_bar
 from .checkpoint import CHECKPOINT_DIR, ResumeMismatchError, TrainingCheckpoint, run_identity
-from ...config import InvalidSettingError
 
 __all__ = ["CHECKPOINT_DIR", "FineTuner", "ResumeMismatchError", "TrainingDivergedError"]
 
@@ -75,8 +75,15 @@ class FineTuner:
             and a checkpoint of another run raises ``ResumeMismatchError`` (``checkpoint``'s resume rule).
     """
 
-    def __init__(self, backbone, method: str, config, concepts: list[str], workdir: str | Path | None = None,
-                 resume: bool = False):
+    def __init__(
+        self,
+        backbone,
+        method: str,
+        config,
+        concepts: list[str],
+        workdir: str | Path | None = None,
+        resume: bool = False,
+    ):
         from accelerate import Accelerator
 
         self.backbone = backbone
@@ -89,8 +96,9 @@ class FineTuner:
             raise InvalidSettingError(f"lora_rank must be a positive integer, got {config.lora_rank}")
         groups = backbone.module_groups()
         if config.train_method not in groups:
-            raise InvalidSettingError(f"train_method '{config.train_method}' is not a module group; "
-                             f"choose one of {', '.join(groups)}")
+            raise InvalidSettingError(
+                f"train_method '{config.train_method}' is not a module group; choose one of {', '.join(groups)}"
+            )
 
         denoiser = backbone.denoiser
         backbone.freeze()  # nothing trains but the chosen tensors (text encoders and VAE included)
@@ -112,8 +120,7 @@ class FineTuner:
         self.originals = originals
         if config.gradient_checkpointing:
             denoiser.enable_gradient_checkpointing()
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision,
-                                       cpu=backbone.device.type == "cpu")
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=backbone.device.type == "cpu")
         self.optimizer = torch.optim.Adam(list(self.trainable.values()), lr=config.lr)
         self.student, self.optimizer = self.accelerator.prepare(denoiser, self.optimizer)
         self.teacher = _Teacher(denoiser, originals, self.lora)
@@ -121,7 +128,8 @@ class FineTuner:
         self.rng = random.Random(config.seed)
         torch.manual_seed(config.seed)
         self.checkpoint = TrainingCheckpoint(
-            self.workdir, run_identity(method, backbone.name_or_path, self.concepts, config))
+            self.workdir, run_identity(method, backbone.name_or_path, self.concepts, config)
+        )
         if resume:
             self._resume()
 
@@ -166,8 +174,9 @@ class FineTuner:
                 self.optimizer.zero_grad(set_to_none=True)
                 logs = train_step(self)
                 if not all(math.isfinite(float(v)) for v in logs.values()):
-                    where = f"; the last good checkpoint is in {self.checkpoint.folder}" \
-                        if self.checkpoint.exists() else ""
+                    where = (
+                        f"; the last good checkpoint is in {self.checkpoint.folder}" if self.checkpoint.exists() else ""
+                    )
                     raise TrainingDivergedError(
                         f"{self.method}: loss became {logs} at step {self.step + 1}{where}; lower the learning rate"
                     )
@@ -176,11 +185,17 @@ class FineTuner:
                 self.optimizer.step()
                 self.step += 1
                 bar.update(self.step, **{k: float(v) for k, v in logs.items()})
-                if self.workdir is not None and cfg.checkpoint_every and (
-                        self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
+                if (
+                    self.workdir is not None
+                    and cfg.checkpoint_every
+                    and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps)
+                ):
                     self.save_checkpoint()
-        self.last_run = {"steps": self.step, "seconds": round(time.time() - start, 2),
-                         "final": {k: float(v) for k, v in logs.items()}}
+        self.last_run = {
+            "steps": self.step,
+            "seconds": round(time.time() - start, 2),
+            "final": {k: float(v) for k, v in logs.items()},
+        }
         return self.last_run
 
     # -------------------------------------------------------------------------------------------- results
@@ -195,17 +210,27 @@ class FineTuner:
     def make_edit(self, notes: str = "", data: dict | None = None) -> Edit:
         """The weight-delta Edit, with the fingerprint of the original values it replaces (see ``edits``)."""
         if self._unchanged():
-            raise NoOpEditError(f"{self.method}: training changed nothing (every trained weight is as it was: "
-                                f"lr {self.config.lr:g} is too small for {self.step} step(s)); no edit was made")
+            raise NoOpEditError(
+                f"{self.method}: training changed nothing (every trained weight is as it was: "
+                f"lr {self.config.lr:g} is too small for {self.step} step(s)); no edit was made"
+            )
         data = dict(data or {})
         data["training"] = getattr(self, "last_run", None)
         if self.lora:
             data["lora"] = self._lora_config
         base = self._lora_base if self.lora else fingerprint(self.originals)
-        return Edit(kind="weight_delta", method=self.method, config=asdict(self.config),
-                    base_model=str(self.backbone.name_or_path), concepts=self.concepts,
-                    family=self.backbone.family, tensors=self.changed_tensors(), data=data, notes=notes,
-                    base_weights={f"{self._component()}.{n}": v for n, v in base.items()})
+        return Edit(
+            kind="weight_delta",
+            method=self.method,
+            config=asdict(self.config),
+            base_model=str(self.backbone.name_or_path),
+            concepts=self.concepts,
+            family=self.backbone.family,
+            tensors=self.changed_tensors(),
+            data=data,
+            notes=notes,
+            base_weights={f"{self._component()}.{n}": v for n, v in base.items()},
+        )
 
     def _unchanged(self) -> bool:
         if self.lora:  # PEFT starts lora_B at zero: the adapter is a no-op until one of them moves

@@ -11,8 +11,14 @@ from ...config import CheckedConfig, Range, at_least, positive
 @dataclass
 class FineTuneSettings(CheckedConfig):
     RANGES: ClassVar[dict[str, Range]] = {
-        "lr": positive(), "steps": at_least(1), "batch_size": at_least(1), "lora_rank": at_least(1),
-        "max_grad_norm": positive(), "checkpoint_every": at_least(0), "seed": at_least(0)}
+        "lr": positive(),
+        "steps": at_least(1),
+        "batch_size": at_least(1),
+        "lora_rank": at_least(1),
+        "max_grad_norm": positive(),
+        "checkpoint_every": at_least(0),
+        "seed": at_least(0),
+    }
 
     # Which denoiser parameters train: a module group ("xattn", "noxattn", "full").
     train_method: str = "xattn"
