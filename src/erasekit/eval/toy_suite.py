@@ -53,6 +53,20 @@ _NUM_SAMPLE_IMAGES = 8
 _MAX_CAPTION_TRIES = 500
 
 
+# The toy suite's headline metrics, in this order (results, tables and the report); any others come after.
+HEADLINE_METRICS = (
+    "erasure_rate",
+    "synonym_erasure_rate",
+    "preserve_acc",
+    "preserve_drop",
+    "neighbour_acc",
+    "base_neighbour_acc",
+    "neighbour_drop",
+    "fd_clf",
+    "target_other_heads_acc",
+)
+
+
 @dataclass
 class ToySuiteConfig:
     """What the toy suite evaluates and how many prompts of each group it draws.
@@ -371,19 +385,9 @@ def run_toy_suite(
         metrics["fd_clf"] = math.nan
     metrics.update({f"base_{k}": v for k, v in base_metrics.items()})
 
-    # Headline metrics first, in the order the issue lists them; extras after.
-    order = [
-        "erasure_rate",
-        "synonym_erasure_rate",
-        "preserve_acc",
-        "preserve_drop",
-        "neighbour_acc",
-        "base_neighbour_acc",
-        "neighbour_drop",
-        "fd_clf",
-        "target_other_heads_acc",
-    ]
-    metrics = {k: metrics[k] for k in order} | {k: v for k, v in metrics.items() if k not in order}
+    metrics = {k: metrics[k] for k in HEADLINE_METRICS} | {
+        k: v for k, v in metrics.items() if k not in HEADLINE_METRICS
+    }
 
     images = {}
     if samples is not None:
