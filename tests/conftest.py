@@ -6,6 +6,8 @@ import os
 
 # Never reach for the network from the test suite; loaders must fail fast instead.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Progress bars would interleave with pytest's output; erasekit draws them unless told not to.
+os.environ.setdefault("ERASEKIT_PROGRESS", "0")
 
 import pytest  # noqa: E402
 
