@@ -309,3 +309,142 @@ def test_training_an_adapter_that_never_clears_the_concept_warns(tiny_sd, monkey
     edit = method.erase(tiny_sd, EraseRequest(targets=["star"]), config)
     assert "2 of 2 training prompts" in edit.notes and "unlikely to erase" in edit.notes
     assert edit.data["training"]["absent_share_by_scale"] == {"-1": 0.0, "-2": 0.0}
+
+
+# ------------------------------------------------------------------------ paper vs released code (§1.4–1.6)
+
+
+def test_released_embedding_puts_the_first_target_token_in_the_eot_slot(tiny_sd):
+    """The released code fills branch B's EOT slot with c'[π(e+1)] = c'[s+1], the first target token's value."""
+    from erasekit.methods.gie import ControlSettings
+
+    pipe, prompt, target = tiny_sd.pipeline, "a red striped star", "dotted circle"
+    sampler = InhibitedSampler(pipe, [target], ControlSettings(embedding_source="edited_prompt"))
+    assert sampler.n_tokens == 2
+    _, replaced, _, inserted, star, _ = sampler.conditioning([prompt])
+    iv = token_interval(pipe.tokenizer, prompt, target)
+    first, last = iv.positions
+    assert inserted[0].tolist() == [first, last]
+    edited = pipe.encode_prompt([iv.edited_prompt], "cpu", 1, False)[0]
+    assert (edited[0, first] - edited[0, last]).abs().max() > 1e-3  # the first and last tokens tell apart
+    torch.testing.assert_close(replaced[0, last + 1], edited[0, first])
+    torch.testing.assert_close(replaced[0, :first], edited[0, :first])  # c' (= c, causal) before the insertion
+    torch.testing.assert_close(replaced[0, last + 2 :], edited[0, last + 2 :])  # c' padding
+    torch.testing.assert_close(replaced[0, first : last + 1], star[0, 1:3])  # c* at the target slots
+
+
+class _RecordingAdapter(InhibitionAdapter):
+    """An adapter that keeps every input it is given (the features of each call's feature pass)."""
+
+    def __init__(self, feature_size):
+        super().__init__(feature_size)
+        self.seen = []
+
+    def forward(self, features):
+        self.seen.append(features.clone())
+        return super().forward(features)
+
+
+def test_adapter_features_do_not_depend_on_the_samplers_history(tiny_sd):
+    """The feature pass runs under the full control of step 0, self-attention window included, on every call."""
+    from erasekit.methods.gie import ControlSettings
+
+    pipe = tiny_sd.pipeline
+    layers = count_cross_attention_layers(pipe.unet)
+    # Every level of the tiny UNet copies self-attention, and the released embedding sets B further from A, so
+    # the copy moves the features (by ~1e-6 on this random UNet: the checks below are exact).
+    settings = ControlSettings(self_replace_max_tokens=256, embedding_source="edited_prompt")
+    kwargs = dict(num_inference_steps=5, output_type="latent")
+
+    def fresh_call():
+        adapter = _RecordingAdapter(layers)
+        InhibitedSampler(pipe, ["star"], settings, adapter=adapter)(PROMPTS, _gens(), **kwargs)
+        return adapter.seen[0]
+
+    first, second = fresh_call(), fresh_call()
+    adapter = _RecordingAdapter(layers)
+    reused = InhibitedSampler(pipe, ["star"], settings, adapter=adapter)
+    reused(PROMPTS, _gens(), **kwargs)
+    reused(PROMPTS, _gens(), **kwargs)
+    assert torch.equal(second, first)
+    assert torch.equal(adapter.seen[0], first) and torch.equal(adapter.seen[1], first)
+    standalone = InhibitedSampler(pipe, ["star"], settings).features(PROMPTS, _gens(), num_inference_steps=5)
+    assert torch.equal(standalone, first)
+    # The window is open at step 0, so these are the features with self-attention copied, not without.
+    closed = ControlSettings(self_window=0.0, self_replace_max_tokens=256, embedding_source="edited_prompt")
+    without = InhibitedSampler(pipe, ["star"], closed).features(PROMPTS, _gens(), num_inference_steps=5)
+    assert ((without - first).abs() / first).max() > 1e-5
+
+
+def _self_attention_levels(monkeypatch, sampler, **kwargs):
+    """(query positions of the self-attention layers branch B copies from A, of all self-attention layers)."""
+    from erasekit.methods.gie.attention import InhibitionProcessor
+
+    seen, copied = set(), set()
+    call, controlled = InhibitionProcessor.__call__, InhibitionProcessor._controlled
+
+    def spy_call(self, attn, hidden_states, *args, **kw):
+        if not self.cross and self.state.mode == "control":
+            seen.add(hidden_states.shape[1])
+        return call(self, attn, hidden_states, *args, **kw)
+
+    def spy_controlled(self, attn, hidden_states, encoder_hidden_states):
+        if not self.cross:
+            copied.add(hidden_states.shape[1])
+        return controlled(self, attn, hidden_states, encoder_hidden_states)
+
+    with monkeypatch.context() as m:
+        m.setattr(InhibitionProcessor, "__call__", spy_call)
+        m.setattr(InhibitionProcessor, "_controlled", spy_controlled)
+        sampler(PROMPTS, _gens(), num_inference_steps=5, output_type="latent", weights=-1.0, **kwargs)
+    return copied, seen
+
+
+def _sd1_layout_unet():
+    """SD 1.x's four UNet levels at tiny width: at 32 px the latent is 16², the levels 16², 8², 4², 2²."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    ).eval()
+
+
+def test_released_preset_copies_self_attention_at_every_level_of_a_small_latent(tiny_sd, monkeypatch):
+    from erasekit.config import InvalidSettingError
+
+    paper, released = GIEConfig(), GIEConfig(preset="released")
+    assert (paper.self_replace_max_tokens, paper.embedding_source) == (None, "paper")
+    assert (released.self_replace_max_tokens, released.embedding_source) == (256, "edited_prompt")
+    # The CLI's `--set preset=released`, and explicit settings over the preset's.
+    assert get_method("gie").make_config({"preset": "released"}, toy=True).control() == released.control()
+    mixed = GIEConfig(preset="released", embedding_source="paper")
+    assert (mixed.self_replace_max_tokens, mixed.embedding_source) == (256, "paper")
+    assert GIEConfig(**GIEConfig(preset="released").__dict__) == released  # a saved edit's config reloads as is
+    with pytest.raises(InvalidSettingError, match="preset"):
+        GIEConfig(preset="nope")
+    with pytest.raises(InvalidSettingError, match="embedding_source"):
+        GIEConfig(embedding_source="nope")
+
+    pipe = tiny_sd.pipeline
+    # The tiny UNet (16² latent) has two levels, 16² and 8²: the released 256 positions cover both; the paper's
+    # levels (≤ latent area / 16, the 16² and 8² of SD 1.x's 64² latent) are not among them.
+    copied, levels = _self_attention_levels(monkeypatch, InhibitedSampler(pipe, ["star"], released.control()))
+    assert copied == levels == {256, 64}
+    copied, levels = _self_attention_levels(monkeypatch, InhibitedSampler(pipe, ["star"], paper.control()))
+    assert copied == set() and levels == {256, 64}
+    # SD 1.x's layout: the paper's rule copies at the two coarsest levels, the released one at every level here.
+    pipe.unet = _sd1_layout_unet()
+    copied, levels = _self_attention_levels(monkeypatch, InhibitedSampler(pipe, ["star"], paper.control()))
+    assert levels == {256, 64, 16, 4} and copied == {16, 4}
+    copied, _ = _self_attention_levels(monkeypatch, InhibitedSampler(pipe, ["star"], released.control()))
+    assert copied == levels

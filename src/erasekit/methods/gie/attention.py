@@ -9,9 +9,10 @@ The UNet runs both branches in one batch. While branch A is needed the rows are
   to one, by design: with w < 0 the target's value vector is subtracted where the image looks like the target.
 * self-attention, the first ``n_self`` steps, at the coarse levels only: branch A's map (structure kept).
 
-``mode="features"`` runs the same control with w ≡ 1 over rows ``[A_cond, B_cond]`` and records, per
-cross-attention layer, the mean over heads and positions of the target columns of B's target map: the
-adapter's input. Every other row, step and layer goes through diffusers' own ``AttnProcessor2_0``.
+``mode="features"`` runs the control of step 0 (self-attention included where its window is open) with w ≡ 1
+over rows ``[A_cond, B_cond]`` and records, per cross-attention layer, the mean over heads and positions of the
+target columns of B's target map: the adapter's input. Every other row, step and layer goes through diffusers'
+own ``AttnProcessor2_0``.
 """
 
 from __future__ import annotations

@@ -6,13 +6,22 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...config import CheckedConfig, InvalidSettingError, Range, at_least, between, positive
-from .sampler import ControlSettings
+from .sampler import EMBEDDING_SOURCES, ControlSettings
+
+# Where the paper (Algorithm 1, §1.4–1.5 of the team's spec) and the released code (CD22104/
+# Growth-Inhibitors-for-Erasure) differ, the settings each one fixes; a preset sets those the user leaves unset.
+PRESETS: dict[str, dict[str, object]] = {
+    "paper": {"embedding_source": "paper", "self_replace_max_tokens": None},
+    "released": {"embedding_source": "edited_prompt", "self_replace_max_tokens": 256},
+}
 
 
 @dataclass
 class GIEConfig(CheckedConfig):
-    """Defaults of the released code (windows 0.8 / 0.4, the paper's replacement embedding) and of the paper's
-    adapter training (MSE, Adam 1e-3, 2000 epochs, ~60 prompts). ``toy_defaults()``: settings for the toy world.
+    """Defaults of the paper (``preset="paper"``) where it and the released code differ, the released code's
+    control windows (0.8 / 0.4, the same in both), and the paper's adapter training (MSE, Adam 1e-3, 2000 epochs,
+    ~60 prompts). ``preset="released"`` (``--set preset=released``) reproduces the released code instead.
+    ``toy_defaults()``: settings for the toy world.
     """
 
     RANGES: ClassVar[dict[str, Range]] = {
@@ -31,8 +40,18 @@ class GIEConfig(CheckedConfig):
     scale: float | None = None  # a fixed w for every target token; None trains (or uses) the adapter
     cross_window: float = 0.8  # share of steps (of N + 1) with controlled cross-attention
     self_window: float = 0.4  # share of steps with branch A's self-attention at the coarse levels
-    self_replace_max_tokens: int | None = None  # coarse levels: ≤ this many positions (None: latent area / 16)
-    embedding_source: str = "paper"  # "paper" (c around the insertion) or "edited_prompt" (the released code)
+    # "paper" or "released": the default of the two settings below (an explicit value of either wins).
+    preset: str = "paper"
+    # Self-attention is copied from A in the layers with at most this many query positions (§1.5). Unset (None),
+    # the preset decides. "paper" keeps None: the paper's coarse levels, ≤ latent area / 16 positions, i.e. the 16²
+    # and 8² levels of SD 1.x at 512 px, at any resolution. "released" sets 256: the released code
+    # (attn_utils.py, replace_self_attention) tests ≤ 16² positions at any resolution. That is the same at 512 px,
+    # more levels at smaller latents (every level of a small latent) and fewer at larger ones.
+    self_replace_max_tokens: int | None = None
+    # Branch B's embedding c_rep (§1.4): "paper" (Algorithm 1: c around the insertion, c* at the target slots) or
+    # "edited_prompt" (the released code, generate_utils.py: P''s own encoding gathered through the alignment, so
+    # the EOT slot takes the first target token's value and the padding has seen the target). None: the preset's.
+    embedding_source: str | None = None
     allow_positive: bool = False  # the sign guard: w ≤ 0 unless this is set
     scale_grid: list[float] = field(default_factory=lambda: [-0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -5.0, -6.0, -8.0])
     train_prompts: int = 60
@@ -47,6 +66,16 @@ class GIEConfig(CheckedConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.preset not in PRESETS:
+            raise InvalidSettingError(f"preset must be one of {tuple(PRESETS)}, not {self.preset!r}")
+        if self.embedding_source is None:
+            self.embedding_source = PRESETS[self.preset]["embedding_source"]
+        if self.self_replace_max_tokens is None:
+            self.self_replace_max_tokens = PRESETS[self.preset]["self_replace_max_tokens"]
+        if self.embedding_source not in EMBEDDING_SOURCES:
+            raise InvalidSettingError(
+                f"embedding_source must be one of {EMBEDDING_SOURCES}, not {self.embedding_source!r}"
+            )
         if self.scale == 0:
             raise InvalidSettingError("scale 0 inhibits nothing (the edit would change no image); GIE needs w < 0")
         if self.scale is not None and self.scale > 0 and not self.allow_positive:

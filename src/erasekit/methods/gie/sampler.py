@@ -25,12 +25,13 @@ EMBEDDING_SOURCES = ("paper", "edited_prompt")
 
 @dataclass
 class ControlSettings:
-    """The inference-path settings of GIE (a subset of ``GIEConfig``)."""
+    """The inference-path settings of GIE (a subset of ``GIEConfig``; the paper's where it and the released
+    code differ, see ``GIEConfig``)."""
 
     cross_window: float = 0.8
     self_window: float = 0.4
-    self_replace_max_tokens: int | None = None
-    embedding_source: str = "paper"
+    self_replace_max_tokens: int | None = None  # None: ≤ latent area / 16 positions (the released code: 256)
+    embedding_source: str = "paper"  # or "edited_prompt" (the released code)
     allow_positive: bool = False
 
 
@@ -111,12 +112,14 @@ class InhibitedSampler:
             # c_rep[j] = c[π(j)] at copied slots: the plain prompt's embeddings around the insertion.
             replaced = plain.gather(1, source[..., None].expand(-1, -1, plain.shape[-1])).clone()
         else:
-            # The released code's variant: P''s own encoding, whose EOT slot takes the last target token's value
-            # (so target semantics leak through EOT and padding, which have seen the target words).
+            # The released code's variant gathers P''s own encoding c' through the alignment meant for P:
+            # c_rep[j] = c'[π(j)]. Before the insertion and in the padding π(j) = j; at P''s EOT slot (e + 1),
+            # π = s + 1, P's EOT position, which in P' holds the FIRST target token. So target semantics leak
+            # through EOT and through the padding, which has seen the target words.
             replaced = self._encode([iv.edited_prompt for iv in intervals]).clone()
             eot = inserted[:, -1] + 1
             rows = torch.arange(len(intervals), device=device)
-            replaced[rows, eot] = replaced[rows, inserted[:, -1]]
+            replaced[rows, eot] = replaced[rows, inserted[:, 0]]
         replaced.scatter_(
             1,
             inserted[..., None].expand(-1, -1, plain.shape[-1]),
@@ -157,13 +160,18 @@ class InhibitedSampler:
             weights = weights.clamp(max=0.0)
         return weights
 
-    def _prime(self, plain, replaced, source, inserted, star, columns, batch, with_uncond, latents_shape):
+    def _prime(self, plain, replaced, source, inserted, star, columns, batch, with_uncond, latents_shape, steps):
+        """Set the whole control for a call of ``steps`` steps: the feature pass (step 0) runs under it too, so
+        its features never depend on what an earlier call left in the state."""
         s = self.state
         s.batch, s.with_uncond, s.source, s.inserted = batch, with_uncond, source, inserted
         s.copied = torch.ones_like(source, dtype=torch.bool).scatter_(1, inserted, False)
         s.target_embeds, s.target_columns = star, columns
+        s.n_cross = int(self.settings.cross_window * (steps + 1))
+        s.n_self = int(self.settings.self_window * steps)
         tokens = latents_shape[-1] * latents_shape[-2]
-        # The coarse levels: SD 1.x at 512 px (64² latents) copies self-attention at 16² and 8² (≤ 256 positions).
+        # None: the coarse levels, ≤ latent area / 16 (16² and 8² for SD 1.x at 512 px, the paper's setting);
+        # a number: that many query positions at most (the released code: 256, at any resolution).
         s.self_max_tokens = self.settings.self_replace_max_tokens or max(1, tokens // 16)
 
     @torch.no_grad()
@@ -180,7 +188,7 @@ class InhibitedSampler:
 
     def _feature_pass(self, cond, latents, scheduler, batch) -> torch.Tensor:
         plain, replaced, *_ = cond
-        self._prime(*cond, batch=batch, with_uncond=False, latents_shape=latents.shape)
+        self._prime(*cond, batch=batch, with_uncond=False, latents_shape=latents.shape, steps=len(scheduler.timesteps))
         t0 = scheduler.timesteps[0]
         x = scheduler.scale_model_input(torch.cat([latents, latents]), t0)
         self.install()
@@ -230,12 +238,9 @@ class InhibitedSampler:
         timesteps = sched_b.timesteps
 
         w = self._resolve_weights(weights, batch, lambda: self._feature_pass(cond, latents, sched_b, batch))
-        self._prime(*cond, batch=batch, with_uncond=with_uncond, latents_shape=latents.shape)
+        self._prime(*cond, batch=batch, with_uncond=with_uncond, latents_shape=latents.shape, steps=len(timesteps))
         s = self.state
         s.weights = w
-        steps = len(timesteps)
-        s.n_cross = int(self.settings.cross_window * (steps + 1))
-        s.n_self = int(self.settings.self_window * steps)
         keep_a = max(s.n_cross, s.n_self)
         if with_uncond:
             negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt or ""] * batch
