@@ -175,8 +175,9 @@ def test_module_groups_partition_full(request, fixture):
     groups = backbone.module_groups()
     full = set(groups["full"])
     assert full == {n for n, _ in backbone.denoiser.named_parameters()}
-    assert set(groups["xattn"]) | set(groups["noxattn"]) == full
-    assert not set(groups["xattn"]) & set(groups["noxattn"])
+    assert set(groups["xattn"]) | set(groups["noxattn_all"]) == full
+    assert not set(groups["xattn"]) & set(groups["noxattn_all"])
+    assert set(groups["noxattn"]) <= set(groups["noxattn_all"])  # the official scripts' scope (issue 19.5)
     assert groups["xattn"] and groups["noxattn"] and groups["ffn"]
     assert set(groups["ffn"]) <= full and set(groups["norm_modulation"]) <= full
     assert bool(groups["norm_modulation"]) == (backbone.family == "flux")

@@ -18,12 +18,6 @@ and every test below runs for every method on every family it supports (``method
    another seed changes the edit's tensors for every method that draws random numbers (``seeded=True``), and
    leaves the edit identical for those that draw none (``seeded=False``).
 
-Known failure, kept visible (strict xfail): issue 19, item 4 — the request's ``seed`` does not reach the fine-tuning
-engine's draws (``FineTuneSettings.seed = 0`` seeds it), so for ESD, whose only randomness is the engine's, another
-seed gives the same edit. EraseDiff and All-but-One pass item 4 all the same: their self-generated data
-(EraseDiff's forget/remain images, ABO's frozen-model trajectories) is drawn from the request's seed, which is
-enough to change the edit, though their engine draws are seeded by 0 too.
-
 A method registered without an entry in ``CASES`` fails ``test_every_registered_method_has_a_contract_entry``.
 """
 
@@ -49,7 +43,6 @@ from erasekit.toy.pipelines import tiny_flux_pipeline, tiny_sd_pipeline
 
 FAMILIES = ("sd", "flux")
 TARGET = ["star"]
-ISSUE_19_4 = "issue 19.4: --seed does not reach the fine-tuning engine's draws"
 # Keys of ``edit.data`` (at any depth) that measure time, not the result: they may differ between equal runs.
 TIMING_KEYS = frozenset({"seconds"})
 
@@ -85,9 +78,9 @@ CASES: dict[str, Case] = {
         "abo", FINE_TUNING | {"trajectories": 2, "sample_steps": 2, "keep_weight": 1.0}, request={"anchor": "square"}
     ),
     "erasediff": Case("erasediff", FINE_TUNING | {"num_forget": 2, "num_remain": 2, "generation_steps": 2}),
-    "esd": Case("esd", ESD, other_seed_xfail=ISSUE_19_4),
-    "esd-u": Case("esd-u", ESD, other_seed_xfail=ISSUE_19_4),
-    "esd-x": Case("esd-x", ESD, other_seed_xfail=ISSUE_19_4),
+    "esd": Case("esd", ESD),
+    "esd-u": Case("esd-u", ESD),
+    "esd-x": Case("esd-x", ESD),
     # A fixed scale: no adapter, nothing random (the edit is the settings).
     "gie": Case("gie", {"scale": -4.0}, seeded=False),
     # The adapter trained on labels from a tiny random CLIP judge: the labelling images and the adapter's

@@ -30,7 +30,7 @@ from ..errors import InvalidArgumentError
 from ..toy.weights import is_toy
 
 # Names of the parameter groups every backbone defines, in the order ``module_groups`` returns them.
-GROUP_NAMES = ("xattn", "noxattn", "ffn", "norm_modulation", "full")
+GROUP_NAMES = ("xattn", "noxattn", "noxattn_all", "ffn", "norm_modulation", "full")
 
 
 @dataclass
@@ -406,16 +406,24 @@ class Backbone(abc.ABC):
     def module_groups(self) -> dict[str, list[str]]:
         """Parameter names of the denoiser by group.
 
-        ``xattn`` and ``noxattn`` partition ``full``; ``ffn`` and ``norm_modulation`` are subsets of ``full``
-        (see the family's docstring for what each holds).
+        ``xattn`` and ``noxattn_all`` (every parameter outside cross-attention) partition ``full``; ``noxattn`` is
+        the scope the official ESD and EraseDiff scripts train as "noxattn", ``noxattn_all`` less what the family's
+        ``_noxattn_excluded`` names (SD: the time embedding and the output layers); ``ffn`` and
+        ``norm_modulation`` are subsets of ``full`` (see the family's docstring for what each holds).
         """
         predicates = self._group_predicates()
         names = [name for name, _ in self.denoiser.named_parameters()]
         groups = {key: [n for n in names if predicates[key](n)] for key in ("xattn", "ffn", "norm_modulation")}
         xattn = set(groups["xattn"])
-        groups["noxattn"] = [n for n in names if n not in xattn]
+        groups["noxattn_all"] = [n for n in names if n not in xattn]
+        groups["noxattn"] = [n for n in groups["noxattn_all"] if not self._noxattn_excluded(n)]
         groups["full"] = names
         return {key: groups[key] for key in GROUP_NAMES}
+
+    def _noxattn_excluded(self, name: str) -> bool:
+        """Whether ``noxattn`` leaves out this parameter of ``noxattn_all`` (the family's docstring says which and
+        why); none by default."""
+        return False
 
     def parameters_of(self, group: str) -> list[tuple[str, nn.Parameter]]:
         """``(name, parameter)`` pairs of the denoiser in ``group`` (one of ``GROUP_NAMES``)."""

@@ -13,6 +13,9 @@ from .base import Backbone, Conditioning, GenerationDefaults, SamplerState, as_t
 
 # UNet2DConditionModel registers its blocks as down, up, mid but runs them as down, mid, up.
 _CALL_ORDER = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+# What the official ESD and EraseDiff scripts leave out of ``noxattn`` besides ``attn2``: the CompVis UNet's
+# ``time_embed`` (two linears) and ``out`` (GroupNorm + conv), in diffusers' names.
+_NOXATTN_EXCLUDED = ("time_embedding", "conv_norm_out", "conv_out")
 
 
 class SDBackbone(Backbone):
@@ -29,6 +32,12 @@ class SDBackbone(Backbone):
     * ``ffn``: the feed-forward ``ff`` of every transformer block;
     * ``norm_modulation``: empty — SD's UNet has no adaptive (text- or time-modulated) norm linears; its time
       embedding enters the ResNets additively through ``time_emb_proj``, which stays in ``noxattn``.
+
+    * ``noxattn``: the scope of the official ESD (``train-esd.py``) and EraseDiff (``erasediff_nsfw.py``) scripts —
+      every parameter outside ``attn2`` except the time embedding ``time_embedding.linear_1/2`` and the output
+      layers ``conv_norm_out`` and ``conv_out`` (CompVis ``time_embed.*`` and ``out.*``); ``conv_in``, every norm
+      inside the blocks and the ResNets' ``time_emb_proj`` are in it. ``noxattn_all``: every parameter outside
+      ``attn2`` (erasekit's ``noxattn`` before 0.2).
 
     Like ``StableDiffusionPipeline``, the VAE's ``shift_factor`` is ignored: latents are ``z * scaling_factor``.
     """
@@ -205,3 +214,6 @@ class SDBackbone(Backbone):
             return "transformer_blocks" in parts and "ff" in parts
 
         return {"xattn": xattn, "ffn": ffn, "norm_modulation": lambda name: False}
+
+    def _noxattn_excluded(self, name: str) -> bool:
+        return name.split(".", 1)[0] in _NOXATTN_EXCLUDED

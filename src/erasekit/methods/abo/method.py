@@ -13,7 +13,8 @@ For an ε-model, ε(x, c) = ε(x, ∅) + g(x, c) with g the implicit classifier'
     L      = L_guid + λ_u · L_unc + λ_k · L_keep
 
 x_t is drawn from the frozen model's own sampling trajectories for the target prompts (generated once, before
-training, so they are the original model's).
+training, so they are the original model's). The trajectories and every draw of the training loop follow one
+seed: ``--set seed``, or else the request's.
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ class AllButOne(Method):
             else request.paired_anchor_prompts("")
         )
         keep = request.keep_prompts()
+        seed = config.resolve_seed(request.seed)
         with torch.no_grad():
             uncond = backbone.encode([""])
             # Before the tuner exists: a resumed run loads its half-trained weights there, and the pool must
             # come from the frozen model in every run.
-            pool = self._trajectories(backbone, prompts, config, request.seed)
-        tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume)
+            pool = self._trajectories(backbone, prompts, config, seed)
+        tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume, seed=seed)
 
         def train_step(t: FineTuner) -> dict:
             pick = t.randint(len(pool["prompt_index"]), (config.batch_size,)).cpu()

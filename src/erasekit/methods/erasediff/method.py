@@ -10,12 +10,18 @@ with L_r the ordinary denoising loss on D_r and L_f the loss toward a *wrong* ta
 
 ``mode="paper"`` (default) is the paper's first-order update: K inner gradient steps on L_f from the current
 weights give min_φ L_f (reported as ``q``; the parameters are then reset), and the step direction is
-``∇L_r + λ_t ∇L_f`` with the adaptive ``λ_t = max(0, η − ⟨∇L_r, ∇L_f⟩ / ‖∇L_f‖²)``.
+``∇L_r + λ_t ∇L_f`` with the adaptive λ_t of ``lambda_form``: ``"bome"`` (default),
+``λ_t = max(0, η − ⟨∇L_r, ∇L_f⟩ / ‖∇L_f‖²)`` (``bome_lambda``), or ``"cosine"``, the released DDPM runner's
+``λ_t = max(0, η − cos(∇L_r, ∇L_f))`` (``cosine_lambda``).
 
 ``mode="reference"`` reproduces the released SD scripts: a fixed λ and the weighted sum
 ``L_r + λ (L_f − L̄_f)``, where L̄_f is the mean loss of K inner Adam steps on L_f that are then undone. Unlike
 those scripts, batches are shuffled (they reuse the first batch every step) and the parameters are reset once
 after the K inner steps (they reset inside the K loop).
+
+The default ``train_method`` is the released SD scripts' ``noxattn``: every UNet parameter outside cross-attention
+but the time embedding and the output layers (``noxattn_all`` trains those too). The generated data and every
+draw of the training loop follow one seed: ``--set seed``, or else the request's.
 """
 
 from __future__ import annotations
@@ -48,12 +54,32 @@ def forget_loss_target(
     return mismatched_prediction.detach()
 
 
-def adaptive_lambda(grad_remain: torch.Tensor, grad_forget: torch.Tensor, eta: float) -> float:
-    """λ_t = max(0, η − ⟨∇L_r, ∇L_f⟩ / ‖∇L_f‖²): zero when the remain gradient already serves the constraint."""
+def bome_lambda(grad_remain: torch.Tensor, grad_forget: torch.Tensor, eta: float) -> float:
+    """λ_t = max(0, η − ⟨∇L_r, ∇L_f⟩ / ‖∇L_f‖²) (BOME's, with a_t = η‖∇L_f‖²): zero when the remain gradient
+    already serves the constraint; 0 when ∇L_f = 0."""
     norm2 = float(grad_forget.pow(2).sum())
     if norm2 == 0.0:
         return 0.0
     return max(0.0, eta - float((grad_remain * grad_forget).sum()) / norm2)
+
+
+def cosine_lambda(grad_remain: torch.Tensor, grad_forget: torch.Tensor, eta: float) -> float:
+    """λ_t = max(0, η − cos(∇L_r, ∇L_f)), the released DDPM runner's form: the inner product normalised by both
+    norms, so λ_t ≤ η + 1 whatever the gradients' scales; 0 when ∇L_f = 0, η when ∇L_r = 0."""
+    norm_f = float(grad_forget.pow(2).sum()) ** 0.5
+    if norm_f == 0.0:
+        return 0.0
+    norm_r = float(grad_remain.pow(2).sum()) ** 0.5
+    cosine = float((grad_remain * grad_forget).sum()) / (norm_r * norm_f) if norm_r > 0.0 else 0.0
+    return max(0.0, eta - cosine)
+
+
+LAMBDA_FORMS = {"bome": bome_lambda, "cosine": cosine_lambda}
+
+
+def adaptive_lambda(grad_remain: torch.Tensor, grad_forget: torch.Tensor, eta: float, form: str = "bome") -> float:
+    """λ_t of ``form`` (``EraseDiffConfig.lambda_form``): ``bome_lambda`` or ``cosine_lambda``."""
+    return LAMBDA_FORMS[form](grad_remain, grad_forget, eta)
 
 
 @register
@@ -70,10 +96,11 @@ class EraseDiff(Method):
         forget_prompts = request.target_prompts()
         remain_prompts = request.keep_prompts() or [config.remain_prompt]
         mismatched = request.paired_anchor_prompts(config.anchor_prompt)
-        rng = random.Random(request.seed)
-        forget = self._generate(backbone, forget_prompts, config.num_forget, config, rng, request.seed, mismatched)
-        remain = self._generate(backbone, remain_prompts, config.num_remain, config, rng, request.seed + 10_000, None)
-        tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume)
+        seed = config.resolve_seed(request.seed)
+        rng = random.Random(seed)
+        forget = self._generate(backbone, forget_prompts, config.num_forget, config, rng, seed, mismatched)
+        remain = self._generate(backbone, remain_prompts, config.num_remain, config, rng, seed + 10_000, None)
+        tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume, seed=seed)
         params = list(tuner.trainable.values())
 
         def batch(data: _Set, t: FineTuner):
@@ -136,7 +163,7 @@ class EraseDiff(Method):
             g_f = torch.autograd.grad(l_f, params)
             flat_r = torch.cat([g.reshape(-1) for g in g_r])
             flat_f = torch.cat([g.reshape(-1) for g in g_f])
-            lam = adaptive_lambda(flat_r, flat_f, config.eta)
+            lam = adaptive_lambda(flat_r, flat_f, config.eta, config.lambda_form)
             for p, gr, gf in zip(params, g_r, g_f):
                 p.grad = gr + lam * gf
             return {"L_r": l_r.detach(), "L_f": l_f.detach(), "q": float(l_f.detach()) - inner, "lambda": lam}

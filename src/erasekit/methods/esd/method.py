@@ -6,7 +6,12 @@ The fine-tuned model's prediction for the concept is pulled toward negative guid
 
 with ε* the frozen model. x_t comes from the model's own sampling trajectory for the concept prompt, stopped at
 a random step (as in the released code, the trajectory uses the model being trained). ``esd-x`` trains the
-cross-attention (for styles and objects), ``esd-u`` everything else (for broad concepts such as nudity).
+cross-attention (for styles and objects), ``esd-u`` the module group ``noxattn`` (for broad concepts such as
+nudity): as the released ``train-esd.py``, everything outside cross-attention but the time embedding and the
+output layers (``conv_norm_out``, ``conv_out``); ``--set train_method=noxattn_all`` trains those too.
+
+Every draw (prompts, noise, stopping steps) comes from the engine's generator, seeded by ``--set seed`` or else
+the request's seed.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ class _ESDBase(Method):
         self.check_family(backbone.family)
         config = config or self.make_config()
         prompts = request.target_prompts()
-        tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume)
+        tuner = FineTuner(
+            backbone, self.name, config, request.targets, request.workdir, request.resume, seed=request.seed
+        )
         with torch.no_grad():
             uncond = backbone.encode([""])
 
@@ -86,7 +93,7 @@ class ESDX(_ESDBase):
 @register
 class ESDU(_ESDBase):
     name = "esd-u"
-    summary = "ESD on everything but cross-attention (baseline, for broad concepts)"
+    summary = "ESD outside cross-attention, time embedding and output layers (baseline, for broad concepts)"
     default_train_method = "noxattn"
 
 

@@ -2,13 +2,14 @@
 
 What it owns, so that methods only write their loss:
 
-* which parameters train: a module group of the backbone (``xattn``, ``noxattn``, ``full``) or a PEFT LoRA on
-  the group's linear layers;
+* which parameters train: a module group of the backbone (``Backbone.module_groups``: ``xattn``,
+  ``noxattn`` — the official ESD / EraseDiff scope —, ``noxattn_all``, ``full``, ...) or a PEFT LoRA on the
+  group's linear layers;
 * the frozen teacher: the *same* denoiser called with the original values of the trained tensors swapped in
   (``torch.func.functional_call``), or with the LoRA adapters disabled, instead of a second full copy;
 * accelerate for device placement and mixed precision; optional gradient checkpointing;
-* a seeded generator for every random draw of the method, saved in checkpoints so that a resumed run continues
-  exactly as an uninterrupted one;
+* a seeded generator for every random draw of the method (seeded by ``config.seed``, else the request's seed),
+  saved in checkpoints so that a resumed run continues exactly as an uninterrupted one;
 * periodic checkpoints in the format every training method shares (``checkpoint``: safetensors + JSON, never
   pickle), ``resume`` by its one rule, and a NaN guard that stops the run and keeps the last good checkpoint;
 * the progress bar and the result: a weight-delta (or LoRA) Edit of the changed tensors only.
@@ -73,6 +74,10 @@ class FineTuner:
         workdir: where checkpoints go (``<workdir>/checkpoint``); ``None`` keeps none.
         resume: continue from ``<workdir>/checkpoint``; when there is none yet the run starts afresh from step 0,
             and a checkpoint of another run raises ``ResumeMismatchError`` (``checkpoint``'s resume rule).
+        seed: the request's seed (``EraseRequest.seed``, ``erasekit erase --seed``): the engine's draws are seeded
+            by ``config.seed`` when it is set, else by this, else by 0 (``FineTuneSettings.resolve_seed``). The
+            seed used is ``self.seed``, part of the run's identity and recorded in the Edit's
+            ``data["training"]["seed"]``.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class FineTuner:
         concepts: list[str],
         workdir: str | Path | None = None,
         resume: bool = False,
+        seed: int | None = None,
     ):
         from accelerate import Accelerator
 
@@ -92,6 +98,7 @@ class FineTuner:
         self.concepts = list(concepts)
         self.workdir = Path(workdir) if workdir is not None else None
         self.step = 0
+        self.seed = config.resolve_seed(seed)
         if config.lora_rank is not None and config.lora_rank <= 0:
             raise InvalidSettingError(f"lora_rank must be a positive integer, got {config.lora_rank}")
         groups = backbone.module_groups()
@@ -124,12 +131,14 @@ class FineTuner:
         self.optimizer = torch.optim.Adam(list(self.trainable.values()), lr=config.lr)
         self.student, self.optimizer = self.accelerator.prepare(denoiser, self.optimizer)
         self.teacher = _Teacher(denoiser, originals, self.lora)
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.rng = random.Random(config.seed)
-        torch.manual_seed(config.seed)
-        self.checkpoint = TrainingCheckpoint(
-            self.workdir, run_identity(method, backbone.name_or_path, self.concepts, config)
-        )
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.rng = random.Random(self.seed)
+        torch.manual_seed(self.seed)
+        identity = run_identity(method, backbone.name_or_path, self.concepts, config)
+        # The seed the run resolved, not the setting (None: "the request's"): a resume with another --seed is
+        # another run.
+        identity["config"]["seed"] = self.seed
+        self.checkpoint = TrainingCheckpoint(self.workdir, identity)
         if resume:
             self._resume()
 
@@ -215,7 +224,7 @@ class FineTuner:
                 f"lr {self.config.lr:g} is too small for {self.step} step(s)); no edit was made"
             )
         data = dict(data or {})
-        data["training"] = getattr(self, "last_run", None)
+        data["training"] = dict(getattr(self, "last_run", None) or {}) | {"seed": self.seed}
         if self.lora:
             data["lora"] = self._lora_config
         base = self._lora_base if self.lora else fingerprint(self.originals)
@@ -250,7 +259,7 @@ class FineTuner:
         self._lora_config = {"r": rank, "lora_alpha": rank, "target_modules": modules, "init_lora_weights": True}
         # The adapted layers' own weights, fingerprinted before adapters wrap them (``Edit.base_weights``).
         self._lora_base = fingerprint({f"{m}.weight": denoiser.get_submodule(m).weight for m in modules})
-        torch.manual_seed(self.config.seed)
+        torch.manual_seed(self.seed)
         denoiser.add_adapter(LoraConfig(**self._lora_config), adapter_name="erasekit")
 
     # ----------------------------------------------------------------------------------------- checkpoints

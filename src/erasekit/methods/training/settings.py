@@ -20,7 +20,8 @@ class FineTuneSettings(CheckedConfig):
         "seed": at_least(0),
     }
 
-    # Which denoiser parameters train: a module group ("xattn", "noxattn", "full").
+    # Which denoiser parameters train: a module group of the backbone (``Backbone.module_groups``):
+    # "xattn", "noxattn" (the official ESD / EraseDiff scope), "noxattn_all", "ffn", "full".
     train_method: str = "xattn"
     lr: float = 1e-5
     steps: int = 1000
@@ -32,4 +33,12 @@ class FineTuneSettings(CheckedConfig):
     mixed_precision: str = "no"
     max_grad_norm: float | None = 1.0
     checkpoint_every: int = 50
-    seed: int = 0
+    # Every random draw of the method (its generated data and the engine's draws); default: the request's seed
+    # (`erasekit erase --seed`). The seed used is recorded in the edit's ``data["training"]["seed"]``.
+    seed: int | None = None
+
+    def resolve_seed(self, request_seed: int | None) -> int:
+        """The seed the run uses: ``seed`` when set (``--set seed=N``), else the request's, else 0."""
+        if self.seed is not None:
+            return self.seed
+        return 0 if request_seed is None else int(request_seed)
