@@ -51,13 +51,66 @@ def test_flux_gates_cover_both_ffn_streams_and_the_text_modulation(tiny_flux):
 
 def test_unet_gates_follow_the_pattern_and_bad_models_are_refused(tiny_sd, tiny_flux):
     gates = find_gates(tiny_sd.denoiser, "sd")
-    assert gates and all(g.module.endswith("ff.net.0.proj") for g in gates)
+    assert gates and all(g.module.endswith("ff.net.0") for g in gates)  # the GEGLU, not its projection
+    linears = find_gates(tiny_sd.denoiser, "sd", unet_pattern=r".*attn2\.to_k$")  # a pattern may name linears
+    assert linears and all(g.units == tiny_sd.denoiser.get_submodule(g.module).out_features for g in linears)
     with pytest.raises(UnsupportedModelError, match="matches"):
         find_gates(tiny_sd.denoiser, "sd", unet_pattern=r"nothing_here$")
     with pytest.raises(UnsupportedModelError, match="transformer_blocks"):
         find_gates(tiny_sd.denoiser, "flux")
     with pytest.raises(ValueError, match="beta"):
         MCEConfig(beta=-0.1)
+
+
+def _unet_ffn(denoiser, gate):
+    """The FeedForward a UNet FFN gate belongs to (wherever in it the gate sits)."""
+    return denoiser.get_submodule(gate.module[: gate.module.index(".ff.") + len(".ff")])
+
+
+def test_unet_ffn_gates_one_per_geglu_hidden_unit(tiny_sd):
+    """One gate per GEGLU hidden unit (the input of ``ff.net[2]``), not one per row of its 2×-wide projection."""
+    denoiser = tiny_sd.denoiser
+    gates = find_gates(denoiser, "sd")
+    for gate in gates:
+        ff = _unet_ffn(denoiser, gate)
+        assert gate.units == ff.net[2].in_features == ff.net[0].proj.out_features // 2
+    # Switching one unit's gate off is zeroing that unit's hidden activation (the GEGLU output), nothing else.
+    gate, unit = gates[0], 3
+    ff = _unet_ffn(denoiser, gate)
+    seen = {}
+    ff.net[2].register_forward_pre_hook(lambda module, args: seen.setdefault("hidden", args[0].detach().clone()))
+    x = torch.randn(2, 5, ff.net[0].proj.in_features, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = ff(x)
+        hidden = seen.pop("hidden")
+        mask = torch.ones(gate.units)
+        mask[unit] = 0
+        hooks = MaskHooks(denoiser, [gate], masks={gate.key: mask}).install()
+        gated = ff(x)
+        hooks.remove()
+        zeroed = hidden.clone()
+        zeroed[..., unit] = 0
+        torch.testing.assert_close(seen["hidden"], zeroed)
+        torch.testing.assert_close(gated, ff.net[2](zeroed))
+        assert (gated - plain).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_unet_bake_gives_the_masked_model(tiny_sd, prune):
+    gates = find_gates(tiny_sd.denoiser, "sd")
+    masks = _random_masks(gates)
+    plain = generate(tiny_sd, PROMPTS, 0, num_inference_steps=3)
+    hooks = MaskHooks(tiny_sd.denoiser, gates, masks=masks).install()
+    masked = generate(tiny_sd, PROMPTS, 0, num_inference_steps=3)
+    hooks.remove()
+    assert (masked - plain).abs().max() > 1e-4
+    removed = bake(tiny_sd.denoiser, gates, masks, prune=prune)
+    torch.testing.assert_close(generate(tiny_sd, PROMPTS, 0, num_inference_steps=3), masked, atol=1e-5, rtol=0)
+    for gate in gates:
+        ff, kept = _unet_ffn(tiny_sd.denoiser, gate), int(masks[gate.key].sum())
+        assert ff.net[2].in_features == (kept if prune else gate.units)
+        assert ff.net[0].proj.out_features == 2 * ff.net[2].in_features
+        assert removed[gate.key] == pytest.approx(1 - kept / gate.units)
 
 
 def test_hard_concrete_saturates_at_the_bounds():

@@ -8,18 +8,25 @@ import torch
 from torch import nn
 
 from ...errors import InvalidEditError
-from .gates import Gate
+from .gates import Gate, is_gated_activation
 
 
 def _ffn_of(denoiser: nn.Module, gate: Gate):
-    """(activation module, its input projection, the FFN's output linear) when ``gate`` sits on an FFN."""
+    """(activation module, its input projection, the FFN's output linear, the rows of the projection that make
+    each hidden unit) when ``gate`` sits on an FFN's activation: one row per unit (GELU), or two (GEGLU: the
+    unit's row in the value half and in the gate half), as a ``(units, rows per unit)`` index tensor."""
     parts = gate.module.split(".")
     if parts[-2:] != ["net", "0"]:
         return None
     ff = denoiser.get_submodule(".".join(parts[:-2]))
     proj, out = getattr(ff.net[0], "proj", None), ff.net[2] if len(ff.net) > 2 else None
-    if isinstance(proj, nn.Linear) and isinstance(out, nn.Linear) and proj.out_features == gate.units:
-        return ff.net[0], proj, out
+    if not (isinstance(proj, nn.Linear) and isinstance(out, nn.Linear) and out.in_features == gate.units):
+        return None
+    units = torch.arange(gate.units)
+    if is_gated_activation(ff.net[0]) and proj.out_features == 2 * gate.units:
+        return ff.net[0], proj, out, torch.stack([units, units + gate.units], dim=1)
+    if proj.out_features == gate.units:
+        return ff.net[0], proj, out, units[:, None]
     return None
 
 
@@ -27,10 +34,12 @@ def _ffn_of(denoiser: nn.Module, gate: Gate):
 def bake(denoiser: nn.Module, gates: list[Gate], masks: dict[str, torch.Tensor], prune: bool = True) -> dict:
     """Write binary ``masks`` into ``denoiser``'s weights; returns the share of units removed per gate.
 
-    FFN gates on a projected activation (FLUX's GELU FFNs) with ``prune``: the masked hidden units are cut out
-    of both linears (a smaller, faster FFN). Every other gate zeroes its module's output rows (weight and bias),
-    which is the same function. ``prune=False`` zeroes everywhere and keeps every shape, so the model saves as a
-    plain diffusers folder that ``from_pretrained`` loads.
+    FFN gates on a projected activation (FLUX's GELU FFNs, the UNet's GEGLU FFNs) with ``prune``: the masked
+    hidden units are cut out of both linears (a smaller, faster FFN; GEGLU: the unit's rows of both halves of the
+    projection). Without ``prune`` they are zeroed there (the projection's rows, both halves for GEGLU, and the
+    output linear's columns). Every other gate zeroes its module's output rows (weight and bias), which is the
+    same function. ``prune=False`` zeroes everywhere and keeps every shape, so the model saves as a plain
+    diffusers folder that ``from_pretrained`` loads.
     """
     removed = {}
     for gate in gates:
@@ -45,24 +54,32 @@ def bake(denoiser: nn.Module, gates: list[Gate], masks: dict[str, torch.Tensor],
                     proj.weight[:, ~columns.to(proj.weight.device)] = 0
             continue
         ffn = _ffn_of(denoiser, gate)
-        if ffn is not None and prune:
-            _, proj, out = ffn
-            keep = mask.nonzero().squeeze(1).to(proj.weight.device)
-            new_proj = nn.Linear(proj.in_features, len(keep), bias=proj.bias is not None).to(proj.weight)
-            new_proj.weight.copy_(proj.weight[keep])
+        if ffn is not None:
+            activation, proj, out, unit_rows = ffn
+            keep = mask.nonzero().squeeze(1)
+            if not prune:
+                drop = (~mask).nonzero().squeeze(1)
+                rows = unit_rows[drop].T.flatten().to(proj.weight.device)
+                proj.weight[rows] = 0
+                if proj.bias is not None:
+                    proj.bias[rows] = 0
+                out.weight[:, drop.to(out.weight.device)] = 0
+                continue
+            rows = unit_rows[keep].T.flatten().to(proj.weight.device)  # GEGLU: value rows, then gate rows
+            keep = keep.to(out.weight.device)
+            new_proj = nn.Linear(proj.in_features, len(rows), bias=proj.bias is not None).to(proj.weight)
+            new_proj.weight.copy_(proj.weight[rows])
             if proj.bias is not None:
-                new_proj.bias.copy_(proj.bias[keep])
+                new_proj.bias.copy_(proj.bias[rows])
             new_out = nn.Linear(len(keep), out.out_features, bias=out.bias is not None).to(out.weight)
             new_out.weight.copy_(out.weight[:, keep])
             if out.bias is not None:
                 new_out.bias.copy_(out.bias)
-            ffn[0].proj = new_proj
+            activation.proj = new_proj
             ff = denoiser.get_submodule(gate.module.rsplit(".", 2)[0])
             ff.net[2] = new_out
             continue
         module = denoiser.get_submodule(gate.module)
-        if ffn is not None:
-            module = ffn[1]
         rows = ~mask.to(module.weight.device)
         module.weight[rows] = 0
         if module.bias is not None:

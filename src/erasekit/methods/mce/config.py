@@ -68,7 +68,7 @@ class MCEConfig(CheckedConfig):
     edit_model: str | None = None
     neutral_prompts_file: str | None = None  # CC3M-style TSV/TXT of neutral captions (first column)
     num_neutral: int = 40
-    unet_pattern: str = DEFAULT_UNET_PATTERN
+    unet_pattern: str = DEFAULT_UNET_PATTERN  # UNet sites: FFN activations (a gate per hidden unit), linears
     init_logit: float = INIT_LOGIT
     checkpoint_every: int = 25
     seed: int | None = None  # noise and prompt draws; default: the request's seed (`erasekit erase --seed`)

@@ -3,7 +3,9 @@
 One gate per unit: per hidden unit of every double-stream FFN of FLUX (image ``ff`` and text ``ff_context``, the
 activation after the non-linearity), per output channel of the text stream's modulation linear
 (``norm1_context.linear``: shift/scale/gate of attention and MLP), and optionally per attention head of the
-double-stream joint attention. On UNets, per output channel of the modules whose names match a pattern.
+double-stream joint attention. On UNets, per hidden unit of the FFN activations (GEGLU: one gate per unit, on
+the activation's output, not one per half of its projection) and per output channel of the linears whose names
+match a pattern.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ GAMMA, ZETA = -0.1, 1.1
 NOISE_EPS = 0.5
 INIT_LOGIT = 3.0
 
-# UNet default: the FFN's input projection (GEGLU: both halves of every hidden unit), like FLUX's FFN gates.
-DEFAULT_UNET_PATTERN = r".*transformer_blocks\.\d+\.ff\.net\.0\.proj$"
+# UNet default: the FFN's activation (GEGLU), one gate per hidden unit on its output, like FLUX's FFN gates.
+DEFAULT_UNET_PATTERN = r".*transformer_blocks\.\d+\.ff\.net\.0$"
 
 
 def relaxed_mask(logits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -37,6 +39,28 @@ def relaxed_mask(logits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 def hard_mask(logits: torch.Tensor) -> torch.Tensor:
     """The inference mask: 1 where λ > 0."""
     return (logits > 0).to(torch.float32)
+
+
+def is_gated_activation(module: nn.Module) -> bool:
+    """Whether ``module`` is a gated linear unit (diffusers' GEGLU, SwiGLU): its ``proj`` outputs a value half and
+    a gate half, and it outputs ``proj.out_features // 2`` hidden units."""
+    from diffusers.models.activations import GEGLU, SwiGLU
+
+    return isinstance(module, (GEGLU, SwiGLU))
+
+
+def site_units(module: nn.Module, kind: str = "output") -> int | None:
+    """How many gates a site on ``module`` has: attention heads (``kind`` ``"heads"``), a linear's output
+    channels, or the hidden units a projected FFN activation outputs (GELU: ``proj.out_features``; GEGLU:
+    half of it). ``None`` for a module that cannot carry gates."""
+    if kind == "heads":
+        return getattr(module, "heads", None)
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    proj = getattr(module, "proj", None)
+    if not isinstance(proj, nn.Linear):
+        return None
+    return proj.out_features // 2 if is_gated_activation(module) else proj.out_features
 
 
 @dataclass(frozen=True)
@@ -76,7 +100,7 @@ def find_gates(
                         f"{prefix}.{ff} is not a diffusers FeedForward with a projected "
                         "activation; MCE cannot place its FFN gates"
                     )
-                gates.append(Gate(f"{prefix}.{ff}.net.0", proj.out_features, group="ffn"))
+                gates.append(Gate(f"{prefix}.{ff}.net.0", site_units(activation), group="ffn"))
             norm = modules.get(f"{prefix}.norm1_context.linear")
             if not isinstance(norm, nn.Linear):
                 raise UnsupportedModelError(
@@ -87,15 +111,16 @@ def find_gates(
                 gates.append(Gate(f"{prefix}.attn", block.attn.heads, kind="heads", group="heads"))
         return gates
     if family == "sd":
+        # Linears: their output channels; projected FFN activations (GEGLU): their hidden units, one gate each.
         pattern = re.compile(unet_pattern)
         gates = [
-            Gate(name, m.out_features, group="ffn")
+            Gate(name, site_units(m), group="ffn")
             for name, m in modules.items()
-            if isinstance(m, nn.Linear) and pattern.match(name)
+            if pattern.match(name) and site_units(m) is not None
         ]
         if not gates:
             raise UnsupportedModelError(
-                f"no linear layer of this UNet matches {unet_pattern!r}; MCE has nothing to mask"
+                f"no linear layer or FFN activation of this UNet matches {unet_pattern!r}; MCE has nothing to mask"
             )
         return gates
     raise UnsupportedModelError(f"MCE supports FLUX and SD UNets, not {family}")

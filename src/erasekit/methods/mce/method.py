@@ -39,7 +39,7 @@ from ..training.engine import TrainingDivergedError
 from .bake import bake
 from .config import MCEConfig
 from .flow_edit import flow_edit
-from .gates import Gate, find_gates, hard_mask
+from .gates import Gate, find_gates, hard_mask, site_units
 from .hooks import MaskHooks
 from .objective import end_to_end_backward, mce_loss, rollout
 
@@ -276,9 +276,7 @@ def gates_and_masks(edit: Edit, denoiser) -> tuple[list[Gate], dict[str, torch.T
         module = modules.get(gate.module)
         if module is None:
             raise InvalidEditError(f"the masks were saved for another model shape: this model has no {gate.module}")
-        units = module.heads if gate.kind == "heads" else getattr(module, "out_features", None)
-        if units is None and hasattr(module, "proj"):
-            units = module.proj.out_features
+        units = site_units(module, gate.kind)
         if units != gate.units:
             raise InvalidEditError(
                 f"the masks were saved for another model shape: {gate.module} has {units} units "
