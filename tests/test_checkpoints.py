@@ -10,6 +10,7 @@ import random
 
 import pytest
 import torch
+from interrupt import Killed, fresh_backbone, kill_after_first_checkpoint
 from safetensors.torch import load_file
 
 from erasekit.api import erase
@@ -23,8 +24,6 @@ from erasekit.methods.training import (
     engine,
     run_identity,
 )
-from erasekit.models import from_pipeline
-from erasekit.toy.pipelines import tiny_flux_pipeline, tiny_sd_pipeline
 
 CASES = {
     "esd-x": ("sd", {"steps": 4, "checkpoint_every": 2, "batch_size": 1, "lr": 1e-3, "sample_steps": 2}),
@@ -33,32 +32,12 @@ CASES = {
 META_KEYS = {"format", "method", "model", "concepts", "config", "step", "optimizer", "python_rng", "extra"}
 
 
-def _backbone(family: str):
-    pipeline = tiny_sd_pipeline(seed=0) if family == "sd" else tiny_flux_pipeline(seed=0)
-    return from_pipeline(pipeline, name=f"tiny-{family}")
-
-
-class _Killed(KeyboardInterrupt):
-    pass
-
-
-def _kill_after_first_checkpoint(monkeypatch):
-    for owner, name in ((FineTuner, "save_checkpoint"), (mce_method._Checkpoint, "save")):
-        real = getattr(owner, name)
-
-        def dying(self, *args, _real=real, **kwargs):
-            _real(self, *args, **kwargs)
-            raise _Killed
-
-        monkeypatch.setattr(owner, name, dying)
-
-
 def _interrupted(case, out, monkeypatch, **settings):
     family, base = CASES[case]
     with monkeypatch.context() as patch:
-        _kill_after_first_checkpoint(patch)
-        with pytest.raises(_Killed):
-            erase(_backbone(family), case, "star", out, settings=base | settings, preserve=["circle"])
+        kill_after_first_checkpoint(patch)
+        with pytest.raises(Killed):
+            erase(fresh_backbone(family), case, "star", out, settings=base | settings, preserve=["circle"])
     return out.parent / f"{out.name}.work" / CHECKPOINT_DIR
 
 
@@ -254,7 +233,7 @@ def test_mce_names_what_differs(tmp_path, monkeypatch):
     family, base = CASES["mce"]
     with pytest.raises(ResumeMismatchError, match="config.init_logit is 0.1 there, 0.2 here"):
         erase(
-            _backbone(family),
+            fresh_backbone(family),
             "mce",
             "star",
             tmp_path / "e",
@@ -271,7 +250,7 @@ def test_a_checkpoint_folder_of_another_format_is_refused_not_dropped(case, tmp_
     folder.mkdir(parents=True)
     (folder / "state.json").write_text("{}")  # MCE's former layout
     with pytest.raises(ResumeMismatchError, match="not a checkpoint this erasekit can resume"):
-        erase(_backbone(family), case, "star", tmp_path / "e", settings=base, preserve=["circle"], resume=True)
+        erase(fresh_backbone(family), case, "star", tmp_path / "e", settings=base, preserve=["circle"], resume=True)
     assert (folder / "state.json").is_file()
 
 
@@ -282,12 +261,12 @@ def test_a_checkpoint_folder_of_another_format_is_refused_not_dropped(case, tmp_
 def test_a_run_killed_before_its_first_checkpoint_resumes_as_a_fresh_start(case, tmp_path):
     family, base = CASES[case]
     kwargs = dict(settings=base, preserve=["circle"])
-    whole = erase(_backbone(family), case, "star", tmp_path / "whole", **kwargs)
+    whole = erase(fresh_backbone(family), case, "star", tmp_path / "whole", **kwargs)
     # Killed while its first checkpoint was being written: a work folder, and only the temporary sibling.
     partial = tmp_path / "cut.work" / f".{CHECKPOINT_DIR}.x1y2z3"
     partial.mkdir(parents=True)
     (partial / "state.safetensors").write_bytes(b"half")
-    resumed = erase(_backbone(family), case, "star", tmp_path / "cut", resume=True, **kwargs)
+    resumed = erase(fresh_backbone(family), case, "star", tmp_path / "cut", resume=True, **kwargs)
     assert sorted(resumed.tensors) == sorted(whole.tensors)
     for key, value in whole.tensors.items():
         assert torch.equal(resumed.tensors[key], value), f"{case}: {key} differs"

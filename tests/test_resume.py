@@ -8,15 +8,14 @@ import json
 
 import pytest
 import torch
+from interrupt import Killed, fresh_backbone, kill_after_first_checkpoint
 from typer.testing import CliRunner
 
 from erasekit.api import erase
 from erasekit.cli import app
-from erasekit.methods.mce import method as mce_method
 from erasekit.methods.training import FineTuner, FineTuneSettings, TrainingDivergedError
-from erasekit.models import from_pipeline
 from erasekit.outputs import OutputError
-from erasekit.toy.pipelines import tiny_flux_pipeline, tiny_sd_pipeline
+from erasekit.toy.pipelines import tiny_sd_pipeline
 
 FINE_TUNING = {"steps": 4, "checkpoint_every": 2, "batch_size": 1, "lr": 1e-3}
 CASES = {
@@ -34,40 +33,19 @@ CASES = {
 }
 
 
-def _backbone(family: str):
-    pipeline = tiny_sd_pipeline(seed=0) if family == "sd" else tiny_flux_pipeline(seed=0)
-    return from_pipeline(pipeline, name=f"tiny-{family}")
-
-
-class _Killed(KeyboardInterrupt):
-    pass
-
-
-def _kill_after_first_checkpoint(monkeypatch):
-    """Every checkpoint writer of the project: the run dies the moment its first checkpoint is on disk."""
-    for owner, name in ((FineTuner, "save_checkpoint"), (mce_method._Checkpoint, "save")):
-        real = getattr(owner, name)
-
-        def dying(self, *args, _real=real, **kwargs):
-            _real(self, *args, **kwargs)
-            raise _Killed
-
-        monkeypatch.setattr(owner, name, dying)
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_run_killed_at_a_checkpoint_and_resumed_equals_an_uninterrupted_one(case, tmp_path, monkeypatch):
     family, settings = CASES[case]
     method = case.removesuffix("-reference").removesuffix("-lora").removesuffix("-unet")
     kwargs = dict(settings=settings, preserve=["circle"], anchor="square" if method == "abo" else None)
-    whole = erase(_backbone(family), method, "star", tmp_path / "whole", **kwargs)
+    whole = erase(fresh_backbone(family), method, "star", tmp_path / "whole", **kwargs)
 
     with monkeypatch.context() as patch:
-        _kill_after_first_checkpoint(patch)
-        with pytest.raises(_Killed):
-            erase(_backbone(family), method, "star", tmp_path / "cut", **kwargs)
+        kill_after_first_checkpoint(patch)
+        with pytest.raises(Killed):
+            erase(fresh_backbone(family), method, "star", tmp_path / "cut", **kwargs)
     assert (tmp_path / "cut.work" / "checkpoint").is_dir() and not (tmp_path / "cut").exists()
-    resumed = erase(_backbone(family), method, "star", tmp_path / "cut", resume=True, **kwargs)
+    resumed = erase(fresh_backbone(family), method, "star", tmp_path / "cut", resume=True, **kwargs)
 
     assert sorted(resumed.tensors) == sorted(whole.tensors)
     for key, value in whole.tensors.items():
@@ -78,22 +56,21 @@ def test_a_run_killed_at_a_checkpoint_and_resumed_equals_an_uninterrupted_one(ca
 def test_a_rerun_without_resume_never_discards_an_interrupted_run(tmp_path, monkeypatch):
     settings = FINE_TUNING | {"sample_steps": 2}
     with monkeypatch.context() as patch:
-        _kill_after_first_checkpoint(patch)
-        with pytest.raises(_Killed):
-            erase(_backbone("sd"), "esd-x", "star", tmp_path / "e", settings=settings)
+        kill_after_first_checkpoint(patch)
+        with pytest.raises(Killed):
+            erase(fresh_backbone("sd"), "esd-x", "star", tmp_path / "e", settings=settings)
     with pytest.raises(OutputError, match="holds an interrupted run; pass --resume"):
-        erase(_backbone("sd"), "esd-x", "star", tmp_path / "e", settings=settings)
+        erase(fresh_backbone("sd"), "esd-x", "star", tmp_path / "e", settings=settings)
     assert (tmp_path / "e.work" / "checkpoint").is_dir()
     (tmp_path / "e.work" / "notes.txt").write_text("mine")
     with pytest.raises(OutputError, match="refusing to discard"):
-        erase(_backbone("sd"), "esd-x", "star", tmp_path / "e", settings=settings, overwrite=True)
+        erase(fresh_backbone("sd"), "esd-x", "star", tmp_path / "e", settings=settings, overwrite=True)
     (tmp_path / "e.work" / "notes.txt").unlink()
-    erase(_backbone("sd"), "esd-x", "star", tmp_path / "e", settings=settings, overwrite=True)  # afresh
+    erase(fresh_backbone("sd"), "esd-x", "star", tmp_path / "e", settings=settings, overwrite=True)  # afresh
     assert (tmp_path / "e" / "edit.json").is_file() and not (tmp_path / "e.work").exists()
 
 
 def test_ctrl_c_prints_the_command_that_continues_the_run(tmp_path, monkeypatch):
-    from erasekit.toy.pipelines import tiny_sd_pipeline
 
     model = tmp_path / "tiny-sd"
     tiny_sd_pipeline().save_pretrained(model)
@@ -118,7 +95,7 @@ def test_ctrl_c_prints_the_command_that_continues_the_run(tmp_path, monkeypatch)
     ]
     runner = CliRunner()
     with monkeypatch.context() as patch:
-        _kill_after_first_checkpoint(patch)
+        kill_after_first_checkpoint(patch)
         result = runner.invoke(app, args)
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.output and "Traceback" not in result.output
