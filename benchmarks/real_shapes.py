@@ -222,21 +222,9 @@ def clip_tokenizer():
 def t5_tokenizer():
     """A Unigram T5 tokenizer (the words of ``_words`` as pieces, single characters as the fallback) padded with
     filler pieces to T5's 32128 ids; FLUX.1-schnell's ``model_max_length`` (512)."""
-    from transformers import T5TokenizerFast
+    from erasekit.toy.tokenizers import build_t5_tokenizer
 
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    for w in _words():
-        pieces += [("\u2581" + w, -1.0), (w, -2.0)]
-    for c in "abcdefghijklmnopqrstuvwxyz0123456789-,.'!?":
-        pieces += [("\u2581" + c, -8.0), (c, -9.0)]
-    pieces.append(("\u2581", -10.0))
-    seen, unique = set(), []
-    for p in pieces:
-        if p[0] not in seen:
-            seen.add(p[0])
-            unique.append(p)
-    unique += [(f"<filler{i}>", -100.0) for i in range(T5_VOCAB - len(unique))]
-    tokenizer = T5TokenizerFast(vocab=unique, extra_ids=0, model_max_length=512)
+    tokenizer = build_t5_tokenizer(_words(), size=T5_VOCAB, max_length=512)
     assert len(tokenizer) == T5_VOCAB, len(tokenizer)
     return tokenizer
 

@@ -86,10 +86,11 @@ def build_clip_tokenizer() -> CLIPTokenizer:
     )
 
 
-def build_t5_tokenizer() -> T5TokenizerFast:
-    """A Unigram T5 tokenizer whose pieces are the toy world's words plus single characters."""
+def build_t5_tokenizer(words=None, size: int | None = None, max_length: int = T5_MAX_LENGTH) -> T5TokenizerFast:
+    """A Unigram T5 tokenizer whose pieces are ``words`` (default: the toy world's) plus single characters; with
+    ``size``, padded with filler pieces (never produced) to that many ids, e.g. T5's 32128 for real-width models."""
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    for w in vocabulary():
+    for w in vocabulary() if words is None else words:
         # With and without the word-start marker: words after a hyphen ("five-pointed") start mid-word.
         pieces += [("\u2581" + w, -1.0), (w, -2.0)]
     for c in "abcdefghijklmnopqrstuvwxyz0123456789-,.'!?":
@@ -100,4 +101,6 @@ def build_t5_tokenizer() -> T5TokenizerFast:
         if p[0] not in seen:
             seen.add(p[0])
             unique.append(p)
-    return T5TokenizerFast(vocab=unique, extra_ids=0, model_max_length=T5_MAX_LENGTH)
+    if size is not None:
+        unique += [(f"<filler{i}>", -100.0) for i in range(size - len(unique))]
+    return T5TokenizerFast(vocab=unique, extra_ids=0, model_max_length=max_length)
