@@ -31,6 +31,10 @@ class UnknownMethodError(ErasekitError):
     """An erasure method name is not registered."""
 
 
+class ResumeMismatchError(ErasekitError):
+    """A resume folder belongs to another run (method, model, concepts or configuration), or is no checkpoint."""
+
+
 class NoOpEditError(ErasekitError):
     """A method's run changed nothing (every trained weight as it was, no unit masked): not an erasure."""
 

@@ -14,6 +14,9 @@ from diffusers import (
     FluxTransformer2DModel,
     UNet2DConditionModel,
 )
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.attention import FeedForward
+from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
 from .world import IMAGE_SIZE
@@ -150,3 +153,107 @@ def ddim_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
 def flow_scheduler() -> FlowMatchEulerDiscreteScheduler:
     # FLUX.1-schnell's choice: no resolution-dependent shift.
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False)
+
+
+# ------------------------------------------------------------------------------------------ toy world v2
+# 64×64 scenes, an autoencoder that downsamples 4× (latents 4×16×16, the denoisers' cost of v1).
+
+
+def build_vae_v2(size: str = "toy") -> AutoencoderKL:
+    channels = (32, 64, 64) if size == "toy" else (8, 16, 16)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=channels,
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * len(channels),
+        up_block_types=("UpDecoderBlock2D",) * len(channels),
+        norm_num_groups=8,
+        sample_size=64,
+        scaling_factor=1.0,
+        shift_factor=0.0,
+    ).eval()
+
+
+def build_unet_v2(size: str = "toy", prediction_type: str = "epsilon") -> UNet2DConditionModel:
+    if size != "toy":
+        return build_unet(size, prediction_type)
+    channels = (48, 96, 96)
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=channels,
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    ).eval()
+
+
+class ToyFluxTransformer2DModel(FluxTransformer2DModel):
+    """``FluxTransformer2DModel`` with a configurable FFN width (``mlp_ratio``; FLUX fixes it at 4).
+
+    The v2 toy FLUX needs many FFN units at a small model width, so that units can specialise on concepts (MCE
+    switches units off); at FLUX's ratio that would take a 4× wider model. Module names and shapes are otherwise
+    FLUX's, so every method addresses it as it does FLUX.1.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: int = 1,
+        in_channels: int = 64,
+        out_channels: int | None = None,
+        num_layers: int = 19,
+        num_single_layers: int = 38,
+        attention_head_dim: int = 128,
+        num_attention_heads: int = 24,
+        joint_attention_dim: int = 4096,
+        pooled_projection_dim: int = 768,
+        guidance_embeds: bool = False,
+        axes_dims_rope: tuple[int, int, int] = (16, 56, 56),
+        mlp_ratio: float = 4.0,
+    ):
+        super().__init__(
+            patch_size=patch_size,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            num_layers=num_layers,
+            num_single_layers=num_single_layers,
+            attention_head_dim=attention_head_dim,
+            num_attention_heads=num_attention_heads,
+            joint_attention_dim=joint_attention_dim,
+            pooled_projection_dim=pooled_projection_dim,
+            guidance_embeds=guidance_embeds,
+            axes_dims_rope=axes_dims_rope,
+        )
+        d = self.inner_dim
+        for block in self.transformer_blocks:
+            block.ff = FeedForward(dim=d, dim_out=d, mult=mlp_ratio, activation_fn="gelu-approximate")
+        for block in self.single_transformer_blocks:
+            block.mlp_hidden_dim = int(d * mlp_ratio)
+            block.proj_mlp = nn.Linear(d, block.mlp_hidden_dim)
+            block.proj_out = nn.Linear(d + block.mlp_hidden_dim, d)
+
+
+def build_flux_v2(size: str = "toy") -> FluxTransformer2DModel:
+    if size != "toy":
+        return build_flux_transformer(size)
+    # 16× FFN units per width: 1,536 per FFN, 4× v1's 384.
+    return ToyFluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=3,
+        num_single_layers=3,
+        attention_head_dim=24,
+        num_attention_heads=4,
+        joint_attention_dim=TEXT_DIM,
+        pooled_projection_dim=TEXT_DIM,
+        guidance_embeds=False,
+        axes_dims_rope=(8, 8, 8),
+        mlp_ratio=16.0,
+    ).eval()

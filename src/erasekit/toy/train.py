@@ -2,22 +2,44 @@
 
 Every run is seeded; images are rendered on the fly (on the training device), so no dataset is stored.
 ``erasekit toy train classifier|vae|sd|flux`` calls these functions.
+
+With ``TrainConfig.checkpoint_dir`` set, a run keeps one checkpoint, ``<checkpoint_dir>/checkpoint``, and a run
+started again with the same configuration continues from it, to the same weights as a run never stopped. The
+folder holds two files and never a pickle:
+
+``state.safetensors``, every tensor:
+
+* ``model/<key>``: the trained modules' ``state_dict`` (parameters and buffers);
+* ``optim/<i>/<key>``: AdamW's state of the i-th trained parameter (``exp_avg``, ``exp_avg_sq``, ``step``);
+* ``ema/<i>``: the EMA's shadow of the i-th trained parameter, when the run keeps an EMA;
+* ``rng/<name>``: the state of each ``torch.Generator`` the run draws from (the world's and the trainer's own);
+* ``rng/torch``: torch's global CPU generator; ``rng/cuda/<i>``: CUDA's, per device, once CUDA is in use.
+
+``state.json``, everything else: ``format``, ``run`` (the trainer) and ``config`` (the configuration but for
+where and how fast it runs and how often it saves, see ``_fingerprint``) which a resumed run must match; ``step``
+(steps done), ``steps`` (the total, as fitted to the time budget), ``fitted`` (whether that fit is done),
+``seconds`` (training time so far), ``scheduler`` (the LR scheduler's state), ``ema_step`` and ``random`` (each
+``random.Random``'s state).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, FluxPipeline, StableDiffusionPipeline
 from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
 
+from ..errors import ResumeMismatchError
 from ..progress import progress_bar
 from . import architectures as arch
 from .classifier import ToyClassifier
@@ -38,6 +60,9 @@ class TrainConfig:
     time_budget_s: float | None = None  # stop early (and record it) when the wall clock runs out
     device: str | None = None
     extra: dict = field(default_factory=dict)
+    checkpoint_dir: str | None = None  # keep a checkpoint here, and resume from it (see the module's docstring)
+    checkpoint_every: int = 200  # steps between checkpoints (0: by time only)
+    checkpoint_every_s: float | None = 300.0  # ... or seconds, whichever comes first
 
 
 # Defaults of each trainer (and of `erasekit toy train`), sized for a 2-core CPU.
@@ -77,6 +102,9 @@ class _World:
         self.gen = torch.Generator().manual_seed(seed)
         self.device = device
 
+    def generators(self) -> dict[str, random.Random | torch.Generator]:
+        return {"world_rng": self.rng, "world_gen": self.gen}
+
     def batch(self, n: int, dropout: float = 0.0):
         samples = random_samples(n, self.rng)
         images = render(samples, self.gen, device=self.device)
@@ -102,44 +130,193 @@ def _augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
-def _run(cfg: TrainConfig, params, loss_fn, description: str, ema_params=None) -> dict:
-    """The shared loop: AdamW, warm-up + cosine, grad clipping, optional EMA, progress bar, time budget."""
+# The fields that change neither the steps a run takes nor their results, so a resumed run may change them.
+_NOT_FINGERPRINTED = ("checkpoint_dir", "checkpoint_every", "checkpoint_every_s", "time_budget_s", "device")
+_FORMAT = 1
+
+
+def _fingerprint(cfg: TrainConfig) -> dict:
+    values = {k: v for k, v in asdict(cfg).items() if k not in _NOT_FINGERPRINTED}
+    return json.loads(json.dumps(values, default=str))  # as it reads back from state.json
+
+
+def _save_checkpoint(folder: Path, meta: dict, modules, params, opt, sched, ema, generators) -> None:
+    """Write ``folder/checkpoint`` whole or not at all: built in ``checkpoint.tmp``, then renamed into place."""
+    # Cloned: save_file refuses tensors that share memory (tied embeddings), and the live ones keep training.
+    tensors = {f"model/{k}": v.detach().cpu().clone() for k, v in modules.state_dict().items()}
+    for i, state in opt.state_dict()["state"].items():
+        tensors.update({f"optim/{i}/{k}": v.detach().cpu().clone() for k, v in state.items()})
+    if ema is not None:
+        tensors.update({f"ema/{i}": t.detach().cpu().clone() for i, t in enumerate(ema.shadow_params)})
+    rngs = {}
+    for name, g in generators.items():
+        if isinstance(g, random.Random):
+            rngs[name] = g.getstate()
+        else:
+            tensors[f"rng/{name}"] = g.get_state()
+    tensors["rng/torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors.update({f"rng/cuda/{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    meta = meta | {
+        "scheduler": {k: v for k, v in sched.state_dict().items() if k != "lr_lambdas"},
+        "ema_step": ema.optimization_step if ema is not None else None,
+        "random": rngs,
+    }
+    tmp, final, old = folder / "checkpoint.tmp", folder / "checkpoint", folder / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(tensors, tmp / "state.safetensors")
+    (tmp / "state.json").write_text(json.dumps(meta))
+    # A folder cannot be renamed onto a non-empty one: move the old checkpoint aside first (_load_checkpoint takes
+    # it back if the run dies between the two renames).
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(folder: Path, run: str, cfg: TrainConfig, modules, opt, sched, ema, generators) -> dict | None:
+    """Restore the run in ``folder/checkpoint`` into the given objects and return its ``state.json``; ``None``
+    (with nothing changed) when there is none. The configuration and the modules' tensors are checked before
+    anything changes."""
+    final, old = folder / "checkpoint", folder / "checkpoint.old"
+    if not final.exists() and old.exists():
+        os.replace(old, final)
+    if not final.exists():
+        return None
+    try:
+        meta = json.loads((final / "state.json").read_text())
+        tensors = load_file(final / "state.safetensors")
+    except (OSError, ValueError) as error:
+        raise ResumeMismatchError(f"{final} is not a checkpoint this erasekit can resume ({error})") from None
+    ours = {"format": _FORMAT, "run": run} | _fingerprint(cfg)
+    theirs = {"format": meta.get("format"), "run": meta.get("run")} | meta.get("config", {})
+    differences = [
+        f"{k} is {theirs.get(k, '<unset>')!r} there, {ours.get(k, '<unset>')!r} here"
+        for k in sorted(set(ours) | set(theirs))
+        if theirs.get(k, "<unset>") != ours.get(k, "<unset>")
+    ]
+    state = modules.state_dict()
+    saved = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
+    if set(saved) != set(state) or any(saved[k].shape != v.shape for k, v in state.items()):
+        differences.append("the trained modules' tensors differ")
+    if differences:
+        raise ResumeMismatchError(
+            f"{final} was written by another training run: {'; '.join(differences)}. "
+            "Resume with the same settings, or delete the checkpoint to start afresh"
+        )
+
+    modules.load_state_dict(saved)
+    opt_state = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, i, name = key.split("/", 2)
+            opt_state.setdefault(int(i), {})[name] = value
+    opt.load_state_dict({"state": opt_state, "param_groups": opt.state_dict()["param_groups"]})
+    sched.load_state_dict(meta["scheduler"] | {"lr_lambdas": [None]})
+    for group, lr in zip(opt.param_groups, sched.get_last_lr()):
+        group["lr"] = lr
+    if ema is not None:
+        with torch.no_grad():
+            for i, shadow in enumerate(ema.shadow_params):
+                shadow.copy_(tensors[f"ema/{i}"])
+        ema.optimization_step = meta["ema_step"]
+    for name, g in generators.items():
+        if isinstance(g, random.Random):
+            version, internal, gauss_next = meta["random"][name]
+            g.setstate((version, tuple(internal), gauss_next))
+        else:
+            g.set_state(tensors[f"rng/{name}"])
+    torch.set_rng_state(tensors["rng/torch"])
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            if f"rng/cuda/{i}" in tensors:
+                torch.cuda.set_rng_state(tensors[f"rng/cuda/{i}"], i)
+    return meta
+
+
+def _run(
+    cfg: TrainConfig,
+    modules: torch.nn.Module,
+    loss_fn,
+    description: str,
+    generators: dict[str, random.Random | torch.Generator] | None = None,
+    ema: bool = False,
+) -> dict:
+    """The shared loop: AdamW, warm-up + cosine, grad clipping, optional EMA, progress bar, time budget.
+
+    Trains ``modules``' parameters that require grad (an EMA of them, copied into them at the end, with ``ema``).
+    ``generators`` are every random source ``loss_fn`` draws from besides torch's global one. With
+    ``cfg.checkpoint_dir``, the run is checkpointed every ``cfg.checkpoint_every`` steps or
+    ``cfg.checkpoint_every_s`` seconds, continues from a checkpoint it finds there (with the step count it had
+    fitted to its time budget, not a new fit), and removes it once training ends: a checkpoint is left only by a
+    run that did not finish. A checkpoint of another configuration raises ``ResumeMismatchError``.
+    """
+    cfg = replace(cfg)  # the time budget may change the step count; the caller's configuration stays as given
+    generators = generators or {}
+    fingerprint = _fingerprint(cfg)
     torch.manual_seed(cfg.seed)
-    params = [p for p in params if p.requires_grad]
+    params = [p for p in modules.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
-    ema = EMAModel(ema_params, decay=cfg.ema_decay) if ema_params is not None else None
-    start = time.time()
-    done = 0
+    averaged = EMAModel(params, decay=cfg.ema_decay) if ema else None
+    folder = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir is not None else None
+    meta = None
+    if folder is not None:
+        meta = _load_checkpoint(folder, description, cfg, modules, opt, sched, averaged, generators)
+    done, fitted, elapsed = (meta["step"], meta["fitted"], meta["seconds"]) if meta else (0, False, 0.0)
+    if meta:
+        cfg.steps = meta["steps"]
+    start = time.time() - elapsed
+    last_save = time.time()
+    # Fit the schedule to the time budget, timed on 30 steps after warm-up (10, or where this run resumed), rather
+    # than cut a cosine schedule short. Done once per run: a resumed run keeps the fitted step count.
+    time_from = max(10, done)
     last = {}
     with progress_bar(description, total=cfg.steps) as bar:
-        for step in range(10**9):
+        while done < cfg.steps:
+            step = done
             loss, logs = loss_fn(step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-            if ema is not None:
-                ema.step(ema_params)
+            if averaged is not None:
+                averaged.step(params)
             done = step + 1
             if step % 25 == 0 or done == cfg.steps:
                 last = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()}
                 bar.update(done, **last)
-            if step == 10:
-                t10 = time.time()
-            if cfg.time_budget_s is not None and step == 40:
-                # Fit the schedule to the time budget, timed on steps 10-40 (after warm-up), rather than cut
-                # a cosine schedule short.
-                per_step = (time.time() - t10) / 30
+            if step == time_from:
+                t0 = time.time()
+            if cfg.time_budget_s is not None and not fitted and step == time_from + 30:
+                per_step = (time.time() - t0) / 30
                 remaining = cfg.time_budget_s - (time.time() - start)
                 cfg.steps = max(done + 1, min(cfg.steps, done + int(remaining / per_step)))
+                fitted = True
                 bar.set_total(cfg.steps)
-            if done >= cfg.steps:
-                break
-    if ema is not None:
-        ema.copy_to(ema_params)
-    return {"steps_done": done, "seconds": round(time.time() - start, 1), "final": last, "config": asdict(cfg)}
+            due = (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or (
+                cfg.checkpoint_every_s is not None and time.time() - last_save >= cfg.checkpoint_every_s
+            )
+            if folder is not None and done < cfg.steps and due:
+                state = {"format": _FORMAT, "run": description, "config": fingerprint, "step": done}
+                state |= {"steps": cfg.steps, "fitted": fitted, "seconds": time.time() - start}
+                _save_checkpoint(folder, state, modules, params, opt, sched, averaged, generators)
+                last_save = time.time()
+    if averaged is not None:
+        averaged.copy_to(params)
+    if folder is not None:
+        for name in ("checkpoint", "checkpoint.tmp"):
+            shutil.rmtree(folder / name, ignore_errors=True)
+    return {
+        "steps_done": done,
+        "seconds": round(time.time() - start, 1),
+        "final": last,
+        "config": asdict(cfg),
+        "resumed_from_step": meta["step"] if meta else 0,
+    }
 
 
 def _write_generation_defaults(out_dir: Path, **defaults) -> None:
@@ -176,7 +353,7 @@ def train_classifier(out_dir: str | Path, cfg: TrainConfig | None = None) -> Toy
         acc = {f"acc_{h}": (logits[h].argmax(-1) == y[h]).float().mean() for h in HEADS}
         return sum(losses.values()), {"loss": sum(losses.values()), **acc}
 
-    log = _run(cfg, model.parameters(), loss_fn, "classifier")
+    log = _run(cfg, model, loss_fn, "classifier", world.generators() | {"aug_gen": aug_gen})
     model.eval().cpu()
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
@@ -202,7 +379,7 @@ def train_vae(out_dir: str | Path, cfg: TrainConfig | None = None) -> Autoencode
         kl = posterior.kl().mean() / x[0].numel()
         return rec + 1e-4 * kl, {"rec": rec, "kl": kl}
 
-    log = _run(cfg, vae.parameters(), loss_fn, "autoencoder")
+    log = _run(cfg, vae, loss_fn, "autoencoder", world.generators())
     vae.eval()
     # Latent statistics set the scaling (and, for FLUX, the shift) the pipelines apply.
     with torch.no_grad():
@@ -265,7 +442,7 @@ def train_sd(
         loss = (weight * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
         return loss, {"loss": loss}
 
-    log = _run(cfg, trainable.parameters(), loss_fn, "toy-sd", ema_params=list(trainable.parameters()))
+    log = _run(cfg, trainable, loss_fn, "toy-sd", world.generators() | {"gen": gen}, ema=True)
     log["continued"] = init is not None
     pipe = StableDiffusionPipeline(
         vae=vae.cpu(),
@@ -342,7 +519,7 @@ def train_flux(
         loss = F.mse_loss(pred, target)
         return loss, {"loss": loss}
 
-    log = _run(cfg, trainable.parameters(), loss_fn, "toy-flux", ema_params=list(trainable.parameters()))
+    log = _run(cfg, trainable, loss_fn, "toy-flux", world.generators() | {"gen": gen}, ema=True)
     log["continued"] = init is not None
     pipe = FluxPipeline(
         scheduler=arch.flow_scheduler(),

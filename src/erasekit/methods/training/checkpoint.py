@@ -52,17 +52,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ...atomic import atomic_directory
-from ...errors import ErasekitError
+from ...errors import ResumeMismatchError
 
 CHECKPOINT_DIR = "checkpoint"
 TENSORS_FILE = "state.safetensors"
 META_FILE = "trainer.json"
 FORMAT = 1
 IDENTITY_KEYS = ("method", "model", "concepts", "config")
-
-
-class ResumeMismatchError(ErasekitError):
-    """A resume folder belongs to another method, model, concepts or configuration, or is not a checkpoint."""
 
 
 def run_identity(method: str, model, concepts, config) -> dict[str, Any]:
