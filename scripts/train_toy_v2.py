@@ -73,10 +73,22 @@ if args.stage == "judge":
     T.train_judge(target, cfg("judge"))
 elif args.stage == "vae":
     T.train_vae(target, cfg("vae"))
-elif args.stage == "clip":
+elif args.stage in ("clip", "t5"):
     from erasekit.toy import clip
 
-    clip.train_toy_clip(target, **clip.cli_settings(cfg("clip") if "clip" in T.DEFAULT_CONFIGS else None))
+    settings = dict(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        time_budget_s=None if args.minutes is None else args.minutes * 60,
+        eval_every=100,
+        checkpoint_dir=out / "checkpoints" / name,
+    )
+    if args.stage == "clip":
+        clip.train_toy_clip(target, **settings)
+    else:
+        clip.train_toy_t5(clip.load_toy_clip(out / "clip")[0], target, **settings)
 elif args.stage == "cache":
     cache()
 elif args.stage == "sd":
@@ -90,6 +102,6 @@ elif args.stage == "flux":
 
     latents, vae = cache()
     model, tokenizer = clip.load_toy_clip(out / "clip")
-    t5, tokenizer_2 = clip.load_toy_t5(out / "t5")
+    t5, tokenizer_2, _ = clip.load_toy_t5(out / "t5")
     T.train_flux(vae, clip.clip_text_encoder(model), tokenizer, t5, tokenizer_2, latents, target, cfg("flux"))
 print(f"{args.stage}: done in {time.time() - t0:.0f} s -> {target}", file=sys.stderr)

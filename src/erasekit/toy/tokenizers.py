@@ -71,9 +71,9 @@ def build_clip_bpe(words: list[str]) -> tuple[dict[str, int], list[tuple[str, st
     return {t: i for i, t in enumerate(tokens)}, merges
 
 
-def build_clip_tokenizer() -> CLIPTokenizer:
-    """A CLIP tokenizer in which every word of the toy world is a single token."""
-    words = [w for w in vocabulary() if re.fullmatch(r"[a-z]+", w)]
+def build_clip_tokenizer(words=None) -> CLIPTokenizer:
+    """A CLIP tokenizer in which each of ``words`` (default: the v1 toy world's) is a single token."""
+    words = [w for w in (vocabulary() if words is None else words) if re.fullmatch(r"[a-z]+", w)]
     vocab, merges = build_clip_bpe(words)
     return CLIPTokenizer(
         vocab=vocab,

@@ -1,0 +1,447 @@
+"""A toy CLIP for toy world v2, trained contrastively from scratch, and a toy T5 encoder aligned to it.
+
+The CLIP's text tower has exactly the configuration of ``architectures.build_clip_text``, so its weights become
+a pipeline's ``text_encoder`` unchanged (``clip_text_encoder``); its vision tower is a small ViT over the 64×64
+scenes. The T5 encoder (``architectures.build_t5``) for toy-flux learns the same embedding space: its output,
+mean-pooled over the caption's tokens and projected, is trained against the frozen CLIP's image embeddings.
+
+Training is a plain loop (``_loop``) with the shape of ``train._run`` (a ``loss_fn(step) -> (loss, logs)``,
+AdamW, warm-up + cosine, grad clipping 1.0, a time budget), so it can move onto ``_run`` later. Everything is
+seeded; everything is saved as safetensors and JSON, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import (
+    CLIPConfig,
+    CLIPModel,
+    CLIPProcessor,
+    CLIPTextModel,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    T5EncoderModel,
+    T5TokenizerFast,
+)
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+from ..errors import ErasekitError, ModelNotFoundError
+from . import architectures as arch
+from . import scenes
+from .tokenizers import MODEL_MAX_LENGTH, build_clip_tokenizer, build_t5_tokenizer
+from .train import TrainConfig, _run
+
+CLIP_MAX_LENGTH = MODEL_MAX_LENGTH  # 77
+T5_MAX_LENGTH = 48  # v2 captions reach ~34 T5 tokens (three fully described objects and a style)
+HEAD_FILE = "projection.safetensors"
+LOG_SCALE_MAX = math.log(100.0)  # CLIP's cap on the learned temperature: logits scale at most 100
+
+# The vision tower per size; the text tower is always ``architectures.build_clip_text``'s.
+VISION = {
+    "toy": dict(patch_size=8, hidden_size=96, num_hidden_layers=4, num_attention_heads=4, intermediate_size=384),
+    "tiny": dict(patch_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+}
+
+# Defaults of the two trainers (2-core CPU scale); ``train_toy_clip``/``train_toy_t5`` take overrides.
+DEFAULTS = {
+    "clip": dict(steps=4000, batch_size=128, lr=1e-3, warmup=200),
+    "t5": dict(steps=2000, batch_size=128, lr=1e-3, warmup=100),
+}
+
+
+# -------------------------------------------------------------------------------------------- tokenizers
+
+
+def build_scene_clip_tokenizer() -> CLIPTokenizer:
+    """The v2 CLIP tokenizer: ``tokenizers.build_clip_tokenizer``'s scheme over ``scenes.vocabulary()``'s words
+    (every [a-z]+ word one token; ``-`` and ``,`` are single characters anyway)."""
+    return build_clip_tokenizer(scenes.vocabulary())
+
+
+def build_scene_t5_tokenizer() -> T5TokenizerFast:
+    return build_t5_tokenizer(words=scenes.vocabulary(), max_length=T5_MAX_LENGTH)
+
+
+def sample_captions(n: int = 5000, seed: int = 0) -> list[str]:
+    """Captions of the v2 distribution: training captions (with omissions and bare ones) and full captions,
+    a third of them of three-object scenes (the longest)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        if i % 3 == 0:
+            out.append(scenes.training_pair(rng)[0])
+        elif i % 3 == 1:
+            out.append(scenes.caption(scenes.random_scene(rng), rng))
+        else:
+            out.append(scenes.caption(scenes.random_scene(rng, n_objects=scenes.MAX_OBJECTS), rng))
+    return out
+
+
+def check_caption_lengths(clip_tokenizer=None, t5_tokenizer=None, n: int = 5000, seed: int = 0) -> dict:
+    """The longest of ``n`` sampled captions in CLIP and T5 tokens (specials included); raises if one would be
+    truncated (over 77 CLIP or 48 T5 tokens)."""
+    captions = sample_captions(n, seed)
+    out = {}
+    for name, tok, limit in (("clip", clip_tokenizer, CLIP_MAX_LENGTH), ("t5", t5_tokenizer, T5_MAX_LENGTH)):
+        if tok is None:
+            continue
+        lengths = [len(ids) for ids in tok(captions).input_ids]
+        longest = max(range(n), key=lengths.__getitem__)
+        out[f"{name}_max_tokens"] = lengths[longest]
+        if lengths[longest] > limit:
+            raise ErasekitError(
+                f"a toy-world v2 caption takes {lengths[longest]} {name} tokens, over the {limit} the toy models "
+                f"read: {captions[longest]!r}"
+            )
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- CLIP
+
+
+def build_toy_clip(vocab_size: int, pad_token_id: int, size: str = "toy") -> CLIPModel:
+    """A CLIPModel whose text tower is ``architectures.build_clip_text(vocab_size, size, pad_token_id)``'s
+    configuration (bos/eos the last two ids) and whose vision tower is a small ViT over 64×64 images."""
+    if size not in VISION:
+        raise ValueError(f"size must be one of {sorted(VISION)}, not {size!r}")
+    with torch.device("meta"):  # only the configuration: no weights, no draws from the global RNG
+        text_config = arch.build_clip_text(vocab_size, size=size, pad_token_id=pad_token_id).config
+    vision_config = CLIPVisionConfig(image_size=scenes.SCENE_SIZE, num_channels=3, **VISION[size])
+    config = CLIPConfig(
+        text_config=text_config.to_dict(),
+        vision_config=vision_config.to_dict(),
+        projection_dim=text_config.projection_dim,
+    )
+    return CLIPModel(config).eval()
+
+
+def clip_text_encoder(clip: CLIPModel) -> CLIPTextModel:
+    """The CLIP's text tower as a stand-alone ``CLIPTextModel`` (a pipeline's ``text_encoder``), same weights."""
+    encoder = CLIPTextModel(clip.config.text_config)
+    # transformers 5: ``CLIPModel.text_model`` is a CLIPTextModel; 4.x: both hold a CLIPTextTransformer there.
+    target = getattr(encoder, "text_model", encoder)
+    target.load_state_dict(clip.text_model.state_dict(), strict=True)
+    return encoder.to(device=clip.device, dtype=clip.dtype).eval()
+
+
+def pixel_values(clip: CLIPModel, images: torch.Tensor) -> torch.Tensor:
+    """Images (B, 3, H, W) in [0, 1] → the vision tower's input: resized to its size if needed, normalised with
+    CLIP's mean and std."""
+    size = clip.config.vision_config.image_size
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(OPENAI_CLIP_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_CLIP_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def image_features(clip: CLIPModel, images: torch.Tensor) -> torch.Tensor:
+    """L2-normalised projected image embeddings (B, projection_dim) of images in [0, 1]."""
+    pooled = clip.vision_model(pixel_values=pixel_values(clip, images)).pooler_output
+    return F.normalize(clip.visual_projection(pooled), dim=-1)
+
+
+def clip_input_ids(tokenizer: CLIPTokenizer, captions: list[str], device=None, padding="longest") -> torch.Tensor:
+    # Padding with the end token to the batch's longest caption gives the pooled (first end token) and every
+    # earlier state exactly as the pipelines' padding to 77 does: the text tower is causal.
+    ids = tokenizer(
+        list(captions), padding=padding, max_length=CLIP_MAX_LENGTH, truncation=True, return_tensors="pt"
+    ).input_ids
+    return ids.to(device) if device is not None else ids
+
+
+def text_features(clip: CLIPModel, tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
+    """L2-normalised projected text embeddings (B, projection_dim). No attention mask, as the pipelines call
+    their text encoder."""
+    pooled = clip.text_model(input_ids=clip_input_ids(tokenizer, captions, clip.device)).pooler_output
+    return F.normalize(clip.text_projection(pooled), dim=-1)
+
+
+def contrastive_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch of matched pairs (row i of each is a pair).
+
+    ``logit_scale`` is the log of the inverse temperature (``CLIPModel.logit_scale``); the scale is capped at
+    100. Embeddings are L2-normalised here (a no-op for ``image_features``/``text_features``).
+    """
+    image_embeds = F.normalize(image_embeds, dim=-1)
+    text_embeds = F.normalize(text_embeds, dim=-1)
+    logits = logit_scale.exp().clamp(max=100.0) * text_embeds @ image_embeds.t()
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def retrieval_accuracy(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, float]:
+    """Top-1 retrieval within the batch: caption → image (``text_to_image``) and image → caption."""
+    sims = text_embeds @ image_embeds.t()
+    target = torch.arange(sims.shape[0], device=sims.device)
+    return {
+        "text_to_image": float((sims.argmax(1) == target).float().mean()),
+        "image_to_text": float((sims.argmax(0) == target).float().mean()),
+    }
+
+
+def _scene_key(scene: scenes.Scene):
+    # What a full caption says of a scene: its objects (not their cells) and its style.
+    return scene.style, tuple(sorted((o.shape, o.colour, o.pattern) for o in scene.objects))
+
+
+def full_caption_batch(n: int = 128, seed: int = 1234, device="cpu"):
+    """``n`` fresh scenes with full captions (every attribute and the style named), rendered: (images, captions,
+    ceiling), ``ceiling`` the best expected top-1 caption → image accuracy (captions do not name cells, so
+    scenes with the same objects in other cells are indistinguishable: a caption of a group of k scores 1/k)."""
+    rng = random.Random(seed)
+    batch = [scenes.random_scene(rng) for _ in range(n)]
+    captions = [scenes.caption(s, rng) for s in batch]
+    images = scenes.render_scenes(batch, torch.Generator().manual_seed(seed), device=device)
+    counts = Counter(_scene_key(s) for s in batch)
+    ceiling = sum(1 / counts[_scene_key(s)] for s in batch) / n
+    return images, captions, ceiling
+
+
+@torch.no_grad()
+def evaluate_clip(clip: CLIPModel, tokenizer: CLIPTokenizer, images: torch.Tensor, captions: list[str]) -> dict:
+    was_training = clip.training
+    clip.eval()
+    out = retrieval_accuracy(image_features(clip, images), text_features(clip, tokenizer, captions))
+    clip.train(was_training)
+    return out
+
+
+def _config(name: str, **overrides) -> TrainConfig:
+    values = DEFAULTS[name] | {k: v for k, v in overrides.items() if v is not None}
+    return TrainConfig(**values, caption_dropout=0.0)
+
+
+def _write_log(out_dir: Path, name: str, log: dict) -> None:
+    (out_dir / f"training-{name}.json").write_text(json.dumps(log, indent=2))
+
+
+def train_toy_clip(
+    out_dir: str | Path | None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    time_budget_s: float | None = None,
+    size: str = "toy",
+    warmup: int | None = None,
+    eval_every: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> tuple[CLIPModel, CLIPTokenizer, dict]:
+    """Train the toy CLIP contrastively on ``SceneStream(seed)`` batches and save it (with its tokenizer and a
+    ``CLIPProcessor`` config, so ``clip_score`` can load the folder) into ``out_dir`` (``None``: don't save).
+
+    With ``eval_every``, every that many steps (and at the end) the log records the caption → image top-1
+    accuracy on 128 fresh full-caption scenes. Returns (clip, tokenizer, log).
+    """
+    cfg = _config("clip", steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup=warmup)
+    cfg.time_budget_s, cfg.device = time_budget_s, device
+    cfg.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = build_scene_clip_tokenizer()
+    lengths = check_caption_lengths(tokenizer)
+    torch.manual_seed(cfg.seed)
+    clip = build_toy_clip(len(tokenizer), tokenizer.pad_token_id, size).to(dev).train()
+    stream = scenes.SceneStream(cfg.seed, device=dev, supersample=2)
+    if eval_every:
+        eval_images, eval_captions, ceiling = full_caption_batch(128, seed=cfg.seed + 10_000, device=dev)
+    history = []
+
+    def evaluate(step):
+        acc = evaluate_clip(clip, tokenizer, eval_images, eval_captions)
+        history.append({"step": step, **acc})
+        return acc
+
+    def loss_fn(step):
+        if eval_every and step % eval_every == 0:
+            evaluate(step)
+        with torch.no_grad():  # CLIP's cap on the temperature, on the parameter itself
+            clip.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
+        images, captions, _ = stream.batch(cfg.batch_size)
+        img = image_features(clip, images)
+        loss = contrastive_loss(img, text_features(clip, tokenizer, captions), clip.logit_scale)
+        return loss, {"loss": loss, "scale": clip.logit_scale.exp()}
+
+    gens = {"rng": stream.rng, "gen": stream.gen}
+    log = _run(cfg, clip, loss_fn, "toy-clip", generators=gens)
+    with torch.no_grad():
+        clip.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
+    if eval_every:
+        log["final_eval"] = evaluate(log["steps_done"])
+        log["eval"] = history
+        log["eval_ceiling"] = ceiling
+    log["caption_lengths"] = lengths
+    clip.eval().cpu()
+    if out_dir is not None:
+        save_toy_clip(clip, tokenizer, out_dir)
+        _write_log(Path(out_dir), "clip", log)
+    return clip, tokenizer, log
+
+
+def save_toy_clip(clip: CLIPModel, tokenizer: CLIPTokenizer, out_dir: str | Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clip.save_pretrained(out_dir, safe_serialization=True)
+    from transformers import CLIPImageProcessor  # here: without torchvision, importing it warns
+
+    size = clip.config.vision_config.image_size
+    image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
+
+
+def _require(folder: str | Path, files: tuple[str, ...], what: str, how: str) -> Path:
+    folder = Path(folder).expanduser()
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise ModelNotFoundError(f"no {what} at {folder} (missing {', '.join(missing)}); {how}")
+    return folder
+
+
+def load_toy_clip(folder: str | Path) -> tuple[CLIPModel, CLIPTokenizer]:
+    """The toy CLIP and its tokenizer saved by ``train_toy_clip``."""
+    folder = _require(
+        folder,
+        ("config.json", "model.safetensors", "tokenizer_config.json"),
+        "toy CLIP",
+        "train one with train_toy_clip",
+    )
+    clip = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).eval()
+    return clip, CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+# --------------------------------------------------------------------------------------------------- T5
+
+
+class PooledProjection(nn.Module):
+    """T5 states mean-pooled over a caption's tokens (not the padding), projected to the CLIP's embedding space;
+    ``logit_scale`` is the objective's own learned temperature (log)."""
+
+    def __init__(self, d_model: int, projection_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(d_model, projection_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        mask = mask.to(hidden.dtype).unsqueeze(-1)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return F.normalize(self.proj(pooled), dim=-1)
+
+
+def build_toy_t5(vocab_size: int, size: str = "toy") -> T5EncoderModel:
+    return arch.build_t5(vocab_size, size=size)
+
+
+def t5_features(t5: T5EncoderModel, head: PooledProjection, tokenizer, captions: list[str]) -> torch.Tensor:
+    """L2-normalised projected caption embeddings. Captions are padded to the tokenizer's length (48) and the
+    encoder runs without an attention mask, as ``FluxPipeline`` calls it; the pooling skips the padding."""
+    enc = tokenizer(
+        list(captions),
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    dev = t5.device
+    hidden = t5(enc.input_ids.to(dev))[0]
+    return head(hidden, enc.attention_mask.to(dev))
+
+
+def train_toy_t5(
+    clip: CLIPModel,
+    out_dir: str | Path | None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    time_budget_s: float | None = None,
+    size: str = "toy",
+    warmup: int | None = None,
+    eval_every: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> tuple[T5EncoderModel, T5TokenizerFast, PooledProjection, dict]:
+    """Train the toy T5 encoder and its pooled projection against the frozen CLIP's image embeddings (symmetric
+    InfoNCE) on ``SceneStream(seed)`` batches; save the encoder, tokenizer and head into ``out_dir``."""
+    cfg = _config("t5", steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup=warmup)
+    cfg.time_budget_s, cfg.device = time_budget_s, device
+    cfg.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = build_scene_t5_tokenizer()
+    lengths = check_caption_lengths(t5_tokenizer=tokenizer)
+    torch.manual_seed(cfg.seed)
+    t5 = build_toy_t5(len(tokenizer), size).to(dev).train()
+    head = PooledProjection(t5.config.d_model, clip.config.projection_dim).to(dev).train()
+    clip = clip.to(dev).eval().requires_grad_(False)
+    stream = scenes.SceneStream(cfg.seed, device=dev, supersample=2)
+    if eval_every:
+        eval_images, eval_captions, ceiling = full_caption_batch(128, seed=cfg.seed + 10_000, device=dev)
+        with torch.no_grad():
+            eval_image_embeds = image_features(clip, eval_images)
+    history = []
+
+    @torch.no_grad()
+    def evaluate(step):
+        t5.eval(), head.eval()
+        acc = retrieval_accuracy(eval_image_embeds, t5_features(t5, head, tokenizer, eval_captions))
+        t5.train(), head.train()
+        history.append({"step": step, **acc})
+        return acc
+
+    def loss_fn(step):
+        if eval_every and step % eval_every == 0:
+            evaluate(step)
+        with torch.no_grad():
+            head.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
+            images, captions, _ = stream.batch(cfg.batch_size)
+            img = image_features(clip, images)
+        txt = t5_features(t5, head, tokenizer, captions)
+        loss = contrastive_loss(img, txt, head.logit_scale)
+        return loss, {"loss": loss, "scale": head.logit_scale.exp()}
+
+    gens = {"rng": stream.rng, "gen": stream.gen}
+    log = _run(cfg, nn.ModuleList([t5, head]), loss_fn, "toy-t5", generators=gens)
+    with torch.no_grad():
+        head.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
+    if eval_every:
+        log["final_eval"] = evaluate(log["steps_done"])
+        log["eval"] = history
+        log["eval_ceiling"] = ceiling
+    log["caption_lengths"] = lengths
+    t5.eval().cpu()
+    head.eval().cpu()
+    if out_dir is not None:
+        save_toy_t5(t5, tokenizer, head, out_dir)
+        _write_log(Path(out_dir), "t5", log)
+    return t5, tokenizer, head, log
+
+
+def save_toy_t5(t5: T5EncoderModel, tokenizer, head: PooledProjection, out_dir: str | Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t5.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(out_dir / HEAD_FILE))
+
+
+def load_toy_t5(folder: str | Path) -> tuple[T5EncoderModel, T5TokenizerFast, PooledProjection]:
+    """The toy T5 encoder, its tokenizer and pooled projection saved by ``train_toy_t5``."""
+    folder = _require(
+        folder, ("config.json", "model.safetensors", HEAD_FILE), "toy T5 encoder", "train one with train_toy_t5"
+    )
+    t5 = T5EncoderModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).eval()
+    tokenizer = T5TokenizerFast.from_pretrained(folder, local_files_only=True)
+    state = load_file(str(folder / HEAD_FILE))
+    out_dim, d_model = state["proj.weight"].shape
+    head = PooledProjection(d_model, out_dim)
+    head.load_state_dict(state, strict=True)
+    return t5, tokenizer, head.eval()

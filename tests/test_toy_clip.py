@@ -1,0 +1,178 @@
+"""The toy CLIP and T5 encoder of toy world v2 (``erasekit.toy.clip``), on tiny random models: seconds."""
+
+import math
+
+import pytest
+import torch
+from transformers import CLIPTextModel
+from transformers.image_utils import OPENAI_CLIP_MEAN
+
+from erasekit.errors import ErasekitError, ModelNotFoundError
+from erasekit.toy import architectures as arch
+from erasekit.toy import clip as toy_clip
+from erasekit.toy import scenes
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return toy_clip.build_scene_clip_tokenizer()
+
+
+@pytest.fixture
+def tiny(tokenizer):
+    torch.manual_seed(0)
+    return toy_clip.build_toy_clip(len(tokenizer), tokenizer.pad_token_id, size="tiny")
+
+
+@pytest.fixture(scope="module")
+def batch():
+    images, captions, _ = scenes.SceneStream(3).batch(12)
+    return images, captions
+
+
+def test_contrastive_loss_is_symmetric_and_lower_for_matched_pairs():
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(16, 8, generator=g)
+    text = image + 0.3 * torch.randn(16, 8, generator=g)
+    scale = torch.tensor(math.log(10.0))
+    loss = toy_clip.contrastive_loss(image, text, scale)
+    assert torch.allclose(loss, toy_clip.contrastive_loss(text, image, scale))
+    shuffled = toy_clip.contrastive_loss(image, text[torch.randperm(16, generator=g)], scale)
+    assert loss < shuffled - 1.0
+    # The learned scale is capped at 100.
+    capped = toy_clip.contrastive_loss(image, text, torch.tensor(math.log(1000.0)))
+    assert torch.allclose(capped, toy_clip.contrastive_loss(image, text, torch.tensor(math.log(100.0))))
+
+
+def test_text_tower_is_the_pipelines_text_encoder(tiny, tokenizer):
+    encoder = toy_clip.clip_text_encoder(tiny)
+    assert isinstance(encoder, CLIPTextModel)
+    reference = arch.build_clip_text(len(tokenizer), size="tiny", pad_token_id=tokenizer.pad_token_id)
+    assert encoder.config.to_dict() == reference.config.to_dict()
+    assert encoder.state_dict().keys() == reference.state_dict().keys()
+    ids = tokenizer(["a red star", "a cartoon of a blue dotted heart"], padding="max_length", return_tensors="pt")
+    with torch.no_grad():
+        ours = encoder(ids.input_ids)
+        theirs = tiny.text_model(input_ids=ids.input_ids)
+    assert torch.equal(ours.last_hidden_state, theirs.last_hidden_state)
+    assert torch.equal(ours.pooler_output, theirs.pooler_output)
+
+
+def test_padding_to_the_longest_caption_gives_the_pipelines_embeddings(tiny, tokenizer, batch):
+    _, captions = batch
+    with torch.no_grad():
+        short = tiny.text_model(toy_clip.clip_input_ids(tokenizer, captions)).pooler_output
+        full = tiny.text_model(toy_clip.clip_input_ids(tokenizer, captions, padding="max_length")).pooler_output
+    assert torch.allclose(short, full, atol=1e-5)
+
+
+def test_features_are_unit_vectors_and_pixels_are_clip_normalised(tiny, tokenizer, batch):
+    images, captions = batch
+    with torch.no_grad():
+        img = toy_clip.image_features(tiny, images)
+        txt = toy_clip.text_features(tiny, tokenizer, captions)
+    assert img.shape == txt.shape == (12, tiny.config.projection_dim)
+    assert torch.allclose(img.norm(dim=-1), torch.ones(12), atol=1e-5)
+    assert torch.allclose(txt.norm(dim=-1), torch.ones(12), atol=1e-5)
+    grey = torch.tensor(OPENAI_CLIP_MEAN).view(1, 3, 1, 1).expand(2, 3, 64, 64)
+    assert toy_clip.pixel_values(tiny, grey).abs().max() < 1e-6
+
+
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tiny, tokenizer, batch):
+    images, captions = batch
+    tiny.train()
+    # At 1e-3 a tiny random CLIP first collapses onto the chance plateau (log 12): its image embeddings start
+    # nearly parallel. The full-size training escapes it after warm-up.
+    opt = torch.optim.AdamW(tiny.parameters(), lr=3e-4)
+
+    def loss():
+        img = toy_clip.image_features(tiny, images)
+        return toy_clip.contrastive_loss(img, toy_clip.text_features(tiny, tokenizer, captions), tiny.logit_scale)
+
+    with torch.no_grad():
+        first = loss().item()
+    for _ in range(25):
+        opt.zero_grad()
+        value = loss()
+        value.backward()
+        opt.step()
+    with torch.no_grad():
+        assert loss().item() < first - 0.5
+
+
+def test_training_is_seeded_and_saves_a_loadable_clip(tmp_path, batch):
+    kwargs = dict(steps=3, batch_size=8, lr=1e-3, seed=5, device="cpu", size="tiny", warmup=1)
+    clip, tokenizer, log = toy_clip.train_toy_clip(tmp_path / "a", **kwargs)
+    again, _, _ = toy_clip.train_toy_clip(None, **kwargs)
+    assert log["steps_done"] == 3
+    for (name, p), q in zip(clip.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert log["caption_lengths"]["clip_max_tokens"] <= toy_clip.CLIP_MAX_LENGTH
+    files = {p.name for p in (tmp_path / "a").iterdir()}
+    assert {"model.safetensors", "config.json", "training-clip.json", "tokenizer_config.json"} <= files
+    assert {"processor_config.json", "preprocessor_config.json"} & files  # transformers 5 / 4.x
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+
+    loaded, loaded_tokenizer = toy_clip.load_toy_clip(tmp_path / "a")
+    images, captions = batch
+    assert loaded_tokenizer(captions).input_ids == tokenizer(captions).input_ids
+    with torch.no_grad():
+        assert torch.equal(toy_clip.image_features(clip, images), toy_clip.image_features(loaded, images))
+        assert torch.equal(
+            toy_clip.text_features(clip, tokenizer, captions),
+            toy_clip.text_features(loaded, loaded_tokenizer, captions),
+        )
+    # The text tower saved alone loads as a plain CLIPTextModel (a pipeline's text_encoder).
+    toy_clip.clip_text_encoder(loaded).save_pretrained(tmp_path / "text_encoder")
+    encoder = CLIPTextModel.from_pretrained(tmp_path / "text_encoder", use_safetensors=True)
+    ids = tokenizer(captions, padding="max_length", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(encoder(ids).last_hidden_state, loaded.text_model(input_ids=ids).last_hidden_state)
+
+
+def test_t5_tower_trains_against_the_frozen_clip_and_round_trips(tmp_path, tiny, batch):
+    vision_before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    t5, tokenizer, head, log = toy_clip.train_toy_t5(
+        tiny, tmp_path / "t5", steps=2, batch_size=8, seed=1, device="cpu", size="tiny", warmup=1
+    )
+    assert all(torch.equal(v, tiny.state_dict()[k]) for k, v in vision_before.items())  # the CLIP stays frozen
+    assert head.proj.in_features == t5.config.d_model and head.proj.out_features == tiny.config.projection_dim
+    assert tokenizer.model_max_length == toy_clip.T5_MAX_LENGTH
+    assert log["caption_lengths"]["t5_max_tokens"] <= toy_clip.T5_MAX_LENGTH
+    files = {p.name for p in (tmp_path / "t5").iterdir()}
+    assert {"model.safetensors", "config.json", toy_clip.HEAD_FILE} <= files
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+
+    t5_loaded, tokenizer_loaded, head_loaded = toy_clip.load_toy_t5(tmp_path / "t5")
+    _, captions = batch
+    assert tokenizer_loaded(captions).input_ids == tokenizer(captions).input_ids
+    with torch.no_grad():
+        ours = toy_clip.t5_features(t5, head, tokenizer, captions)
+        theirs = toy_clip.t5_features(t5_loaded, head_loaded, tokenizer_loaded, captions)
+    assert ours.shape == (12, tiny.config.projection_dim)
+    assert torch.equal(ours, theirs)
+    assert torch.equal(head.logit_scale, head_loaded.logit_scale)
+
+
+def test_missing_folders_raise_model_not_found(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="toy CLIP"):
+        toy_clip.load_toy_clip(tmp_path / "nowhere")
+    with pytest.raises(ModelNotFoundError, match="toy T5"):
+        toy_clip.load_toy_t5(tmp_path)
+
+
+def test_captions_fit_both_tokenizers_and_overlong_ones_raise(tokenizer, monkeypatch):
+    t5 = toy_clip.build_scene_t5_tokenizer()
+    lengths = toy_clip.check_caption_lengths(tokenizer, t5, n=600)
+    assert 20 < lengths["clip_max_tokens"] <= 77 and 20 < lengths["t5_max_tokens"] <= 48
+    monkeypatch.setattr(toy_clip, "T5_MAX_LENGTH", 12)
+    with pytest.raises(ErasekitError, match="t5 tokens"):
+        toy_clip.check_caption_lengths(t5_tokenizer=t5, n=50)
