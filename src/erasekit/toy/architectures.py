@@ -242,7 +242,19 @@ class ToyFluxTransformer2DModel(FluxTransformer2DModel):
 
 def build_flux_v2(size: str = "toy") -> FluxTransformer2DModel:
     if size != "toy":
-        return build_flux_transformer(size)
+        return ToyFluxTransformer2DModel(
+            patch_size=1,
+            in_channels=16,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            guidance_embeds=False,
+            axes_dims_rope=(4, 6, 6),
+            mlp_ratio=8.0,
+        ).eval()
     # 16× FFN units per width: 1,536 per FFN, 4× v1's 384.
     return ToyFluxTransformer2DModel(
         patch_size=1,

@@ -70,3 +70,43 @@ def _eval(pipe):
         if isinstance(component, torch.nn.Module):
             component.eval()
     return pipe
+
+
+def tiny_scene_sd_pipeline(seed: int = 0) -> StableDiffusionPipeline:
+    """A random toy-world-v2 ``StableDiffusionPipeline``: the v2 vocabulary, 64×64 images, a 4× autoencoder."""
+    from .scenes import vocabulary
+
+    torch.manual_seed(seed)
+    tokenizer = build_clip_tokenizer(vocabulary())
+    pipe = StableDiffusionPipeline(
+        vae=arch.build_vae_v2("tiny"),
+        text_encoder=arch.build_clip_text(len(tokenizer), "tiny", pad_token_id=tokenizer.pad_token_id),
+        tokenizer=tokenizer,
+        unet=arch.build_unet_v2("tiny"),
+        scheduler=arch.ddim_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return _eval(pipe)
+
+
+def tiny_scene_flux_pipeline(seed: int = 0) -> FluxPipeline:
+    """A random toy-world-v2 ``FluxPipeline`` (the wide-FFN toy transformer class, the v2 T5 tokenizer)."""
+    from .scenes import vocabulary
+
+    torch.manual_seed(seed)
+    tokenizer = build_clip_tokenizer(vocabulary())
+    tokenizer_2 = build_t5_tokenizer(vocabulary(), max_length=48)
+    pipe = FluxPipeline(
+        scheduler=arch.flow_scheduler(),
+        vae=arch.build_vae_v2("tiny"),
+        text_encoder=arch.build_clip_text(len(tokenizer), "tiny", pad_token_id=tokenizer.pad_token_id),
+        tokenizer=tokenizer,
+        text_encoder_2=arch.build_t5(len(tokenizer_2), "tiny"),
+        tokenizer_2=tokenizer_2,
+        transformer=arch.build_flux_v2("tiny"),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return _eval(pipe)

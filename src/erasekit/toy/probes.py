@@ -60,6 +60,9 @@ def splice_pairs(head: str, n: int, seed: int = 0) -> list[SplicePair]:
         scene_a = Scene((SceneObject(objs[0].cell, **(first | {head: a})), objs[1]))
         scene_b = Scene((SceneObject(objs[0].cell, **(first | {head: b})), objs[1]))
         text_a, text_b = caption(scene_a, rng, canonical=True), caption(scene_b, rng, canonical=True)
+        words_a, words_b = text_a.split(), text_b.split()
+        if len(words_a) != len(words_b) or sum(x != y for x, y in zip(words_a, words_b)) != 1:
+            continue  # the article changed too ("a yellow" / "an orange"): not one word's slot
         pairs.append(SplicePair(head, text_a, text_b, values[a], values[b]))
     return pairs
 

@@ -134,3 +134,28 @@ def load_scene_judge(path: str | Path) -> SceneJudge:
     if not (folder / "config.json").is_file():
         raise ModelNotFoundError(f"no scene judge at {folder}; train it with `erasekit toy train judge`")
     return SceneJudge.from_pretrained(folder).eval()
+
+
+@torch.no_grad()
+def judge_accuracy(judge: SceneJudge, n: int = 1000, seed: int = 12345, transform=None) -> dict[str, float]:
+    """Per-head accuracy on ``n`` freshly rendered scenes (presence over all cells, attributes over occupied
+    ones, style per image); ``transform(images) -> images`` first (e.g. an autoencoder round trip)."""
+    from .scenes import SceneStream
+
+    stream = SceneStream(seed, bare_p=0.0)
+    hits = {h: 0.0 for h in ("presence", *OBJECT_HEADS, "style")}
+    counts = dict.fromkeys(hits, 0)
+    for start in range(0, n, 250):
+        images, _, labels = stream.batch(min(250, n - start))
+        if transform is not None:
+            images = transform(images).clamp(0, 1)
+        pred = judge.predict(images)
+        hits["presence"] += float((pred["presence"] == labels["presence"]).sum())
+        counts["presence"] += labels["presence"].numel()
+        occupied = labels["presence"] == 1
+        for head in OBJECT_HEADS:
+            hits[head] += float((pred[head][occupied] == labels[head][occupied]).sum())
+            counts[head] += int(occupied.sum())
+        hits["style"] += float((pred["style"] == labels["style"]).sum())
+        counts["style"] += len(images)
+    return {h: hits[h] / counts[h] for h in hits}

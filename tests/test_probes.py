@@ -1,0 +1,58 @@
+"""The instrument probes run end to end on tiny random v2 pipelines (plumbing: slot groups, shapes, rates)."""
+
+import torch
+
+from erasekit.toy.pipelines import tiny_scene_flux_pipeline, tiny_scene_sd_pipeline
+from erasekit.toy.probes import (
+    FLUX_SLOT_GROUPS,
+    SLOT_GROUPS,
+    _groups,
+    attention_locality,
+    locality_prompts,
+    splice_pairs,
+    splice_test,
+)
+from erasekit.toy.scene_judge import SceneJudge
+
+
+def _judge():
+    torch.manual_seed(0)
+    return SceneJudge(width=8, feature_dim=16, style_width=8).eval()
+
+
+def test_splice_pairs_differ_in_one_value_and_keep_length():
+    tok = tiny_scene_sd_pipeline().tokenizer
+    for head in ("shape", "colour", "pattern", "style"):
+        for pair in splice_pairs(head, 10):
+            assert pair.value_a != pair.value_b
+            a, b = tok(pair.a).input_ids, tok(pair.b).input_ids
+            assert len(a) == len(b), (pair.a, pair.b)
+            differ = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+            assert len(differ) == (3 if head == "style" else 1), (pair.a, pair.b)
+
+
+def test_slot_groups_partition_the_sequence():
+    ids_a = torch.tensor([5, 1, 2, 3, 9, 9, 9])
+    ids_b = torch.tensor([5, 1, 7, 3, 9, 9, 9])
+    g = _groups(ids_a, ids_b, eos_id=9)
+    assert g["word"].tolist() == [False, False, True, False, False, False, False]
+    assert g["word_to_eot"].tolist() == [False, False, True, True, False, False, False]
+    assert g["eot"].nonzero().flatten().tolist() == [4]
+    assert g["padding"].nonzero().flatten().tolist() == [5, 6]
+    assert (g["eot_padding"] == (g["eot"] | g["padding"])).all()
+
+
+def test_splice_test_runs_on_sd_and_flux():
+    judge = _judge()
+    for pipe, groups in ((tiny_scene_sd_pipeline(), SLOT_GROUPS), (tiny_scene_flux_pipeline(), FLUX_SLOT_GROUPS)):
+        rates = splice_test(pipe, judge, splice_pairs("shape", 2), seeds_per_pair=1, steps=2, guidance=2.0)
+        assert set(rates) == {"full", "none", *groups}
+        assert all(0.0 <= v <= 1.0 for v in rates.values())
+
+
+def test_attention_locality_restores_processors():
+    pipe = tiny_scene_sd_pipeline()
+    before = {k: type(v) for k, v in pipe.unet.attn_processors.items()}
+    out = attention_locality(pipe, _judge(), locality_prompts(2), steps=2, guidance=2.0)
+    assert out["prompts"] == 2 and 0 <= out["judged"] <= 2
+    assert {k: type(v) for k, v in pipe.unet.attn_processors.items()} == before
