@@ -12,6 +12,7 @@ import torch
 from diffusers import FluxPipeline, StableDiffusionPipeline
 
 from ..errors import ModelNotFoundError, UnsupportedModelError
+from ..toy import architectures as _toy_architectures  # noqa: F401  (the toy FLUX class a pipeline folder names)
 from ..toy import weights as toy_weights
 from ..toy.weights import DEFAULTS_FILE, TOY_MARKER, TOY_MODELS, is_toy_folder, toy_weights_dir
 from .base import Backbone, GenerationDefaults

@@ -12,6 +12,7 @@ from diffusers import (
     DDPMScheduler,
     FlowMatchEulerDiscreteScheduler,
     FluxTransformer2DModel,
+    ModelMixin,  # noqa: F401  (diffusers finds a custom component's loader through its module)
     UNet2DConditionModel,
 )
 from diffusers.configuration_utils import register_to_config
