@@ -183,3 +183,33 @@ def test_latent_cache_round_trip(tmp_path):
     assert a.latents.shape == (6, 4, 16, 16) and torch.equal(a.latents, b.latents) and a.scenes == b.scenes
     c = LatentCache.build(vae, 6, seed=1, folder=tmp_path)  # another seed: rebuilt, not reused
     assert c.scenes != a.scenes
+
+
+def test_parse_caption_reads_back_what_every_caption_names():
+    rng = random.Random(5)
+    for i in range(1500):
+        scene = S.random_scene(rng)
+        desc = S.describe(scene, rng, 0.3)
+        parsed = S.parse_caption(S.caption(desc, rng, heldout=i % 2 == 0))
+        want = sorted(
+            tuple(o.names[h] if h in n else "-" for h in S.OBJECT_HEADS) for o, n in zip(scene.objects, desc.named)
+        )
+        got = sorted(tuple(o[h] or "-" for h in S.OBJECT_HEADS) for o in parsed.objects)
+        assert got == want
+        assert parsed.style == (None if scene.style_name == "default" else scene.style_name)
+    assert S.parse_caption("at night") == S.ParsedCaption((), "night", objects_named=False)
+    assert S.parse_caption("something striped").objects == ({"shape": None, "colour": None, "pattern": "striped"},)
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("a dog", "unknown words 'dog'"),
+        ("a star, a circle, a heart, a box and a disc", "5 objects, 4 cells"),
+        ("a star heart", "two objects"),
+        ("", "names nothing"),
+    ],
+)
+def test_parse_caption_refuses_what_the_judge_cannot_place(text, why):
+    with pytest.raises(UnknownConceptError, match=why):
+        S.parse_caption(text)

@@ -225,10 +225,11 @@ def object_phrase(
     pattern = names["pattern"]
     p = w = c = s = ""
     if "pattern" in named:
+        # v1's empty synonym of "plain" is left out: here a caption without a pattern word leaves it open.
         if "{w}" in template:
-            w = _choose(PATTERN_PHRASES[pattern], pattern, rng, canonical, avoid)
+            w = _choose([x for x in PATTERN_PHRASES[pattern] if x], pattern, rng, canonical, avoid)
         else:
-            p = _choose(PATTERN_ADJECTIVES[pattern], pattern, rng, canonical, avoid)
+            p = _choose([x for x in PATTERN_ADJECTIVES[pattern] if x], pattern, rng, canonical, avoid)
     if "colour" in named:
         c = _choose(COLOUR_WORDS[names["colour"]], names["colour"], rng, canonical, avoid)
     elif " in {c}" in template or "coloured {c}" in template:
@@ -313,6 +314,86 @@ def caption_for(scene: Scene, rng: random.Random, omit_p: float = 0.25, bare_p: 
             if not (head == "pattern" and scene.objects[0].pattern == 0):  # "something plain" names nothing
                 return caption(Description(scene, (frozenset({head}),)), rng)
     return caption(describe(scene, rng, omit_p), rng)
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+
+@dataclass(frozen=True)
+class ParsedCaption:
+    """What a caption says: per object, each head's value or ``None`` where it is not said; the style (``None``
+    when the caption names none, i.e. the default); ``objects_named`` false for a bare style caption."""
+
+    objects: tuple[dict[str, str | None], ...]
+    style: str | None
+    objects_named: bool = True
+
+
+def _phrase_table() -> list[tuple[str, str, str]]:
+    """(phrase, head, value) for every attribute phrase of the grammar, longest first."""
+    rows = []
+    for value, words in SHAPE_WORDS.items():
+        rows += [(w, "shape", value) for w in words]
+    for value, words in COLOUR_WORDS.items():
+        rows += [(w, "colour", value) for w in words]
+    for table in (PATTERN_ADJECTIVES, PATTERN_PHRASES):
+        for value, words in table.items():
+            rows += [(w, "pattern", value) for w in words if w]
+    return sorted(rows, key=lambda r: -len(r[0]))
+
+
+_FILLER = {"a", "an", "one", "something", "shape", "thing", "in", "coloured", "the", "colour"}
+_SEPARATORS = (" together with ", " next to ", " beside ", " and ", ", ")
+
+
+def parse_caption(text: str) -> ParsedCaption:
+    """Read a caption of the toy world's grammar back into what it names.
+
+    Raises:
+        UnknownConceptError: the caption has words the toy world's grammar does not know, names more objects
+            than the scene has cells, or names one object twice over (two shapes in one phrase).
+    """
+    rest = " " + " ".join(text.lower().replace(",", " , ").split()).replace(" ,", ",") + " "
+    style = None
+    style_rows = [(p, s) for s, phrases in STYLE_PHRASES.items() for _, p in phrases]
+    style_rows += [(p, s) for s, phrases in BARE_STYLE.items() for p in phrases]
+    for phrase, name in sorted(style_rows, key=lambda r: -len(r[0])):
+        if f" {phrase} " in rest:
+            style = name
+            rest = rest.replace(f" {phrase} ", " ", 1)
+            break
+    rest = rest.strip()
+    for prefix in sorted(set(TRAIN_PREFIXES + HELDOUT_PREFIXES) - {""}, key=len, reverse=True):
+        if rest.startswith(prefix):
+            rest = rest[len(prefix) :]
+            break
+    if not rest or rest in ("something", "a scene", "a drawing"):
+        if style is None:
+            raise UnknownConceptError(f"the toy world's judge cannot place {text!r}: it names nothing")
+        return ParsedCaption((), style, objects_named=False)
+    phrases = [rest]
+    for sep in _SEPARATORS:
+        phrases = [part for p in phrases for part in p.split(sep)]
+    phrases = [p.strip() for p in phrases if p.strip()]
+    if len(phrases) > CELLS:
+        raise UnknownConceptError(f"the toy world's judge cannot place {text!r}: {len(phrases)} objects, {CELLS} cells")
+    objects = []
+    for phrase in phrases:
+        found: dict[str, str | None] = dict.fromkeys(OBJECT_HEADS)
+        left = f" {phrase} "
+        for words, head, value in _phrase_table():
+            if f" {words} " in left:
+                if found[head] not in (None, value):
+                    raise UnknownConceptError(f"the toy world's judge cannot place {text!r}: {phrase!r} is two objects")
+                found[head] = value
+                left = left.replace(f" {words} ", " ")
+        unknown = [w for w in left.split() if w not in _FILLER]
+        if unknown:
+            raise UnknownConceptError(
+                f"the toy world's judge cannot place {text!r}: unknown words {', '.join(map(repr, unknown))}"
+            )
+        objects.append(found)
+    return ParsedCaption(tuple(objects), style)
 
 
 # --------------------------------------------------------------------------------------------- rendering
