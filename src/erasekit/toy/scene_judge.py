@@ -159,3 +159,21 @@ def judge_accuracy(judge: SceneJudge, n: int = 1000, seed: int = 12345, transfor
         hits["style"] += float((pred["style"] == labels["style"]).sum())
         counts["style"] += len(images)
     return {h: hits[h] / counts[h] for h in hits}
+
+
+@torch.no_grad()
+def concept_presence(judge: SceneJudge, images: torch.Tensor, concept: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whether each image shows ``concept``, and a score for it: for an object concept, the largest probability
+    of its value over the occupied cells (present: some occupied cell's prediction is that value); for a style,
+    the style head's probability (present: the predicted style)."""
+    from .scenes import concept_head
+
+    head = concept_head(concept)
+    out = judge.predict(images)
+    if head == "style":
+        k = STYLES.index(concept)
+        return out["probs_style"][:, k], out["style"] == k
+    k = OBJECT_HEADS[head].index(concept)
+    occupied = out["presence"] == 1
+    score = out[f"probs_{head}"][..., k].masked_fill(~occupied, 0.0).amax(1)
+    return score, (out[head] == k).any(1)
