@@ -32,6 +32,9 @@ class OracleJudge:
                 for k, h in enumerate(OBJECT_HEADS):
                     out[h][i, 3 - cell] = obj[k]
         out["features"] = torch.stack([images[:, 0, 0, 0], images[:, 0, 0, 0] ** 2], 1)
+        for h, values in OBJECT_HEADS.items():
+            out[f"probs_{h}"] = torch.nn.functional.one_hot(out[h].clamp_min(0), len(values)).float()
+        out["probs_style"] = torch.nn.functional.one_hot(out["style"], len(STYLES)).float()
         return out
 
 
@@ -136,3 +139,31 @@ def test_an_edit_that_wrecks_the_scene_loses_context_and_preservation():
     multi = [it for it in items if it.group == "preserve" and len(it.labels["objects"]) > 1]
     assert m["preserve_acc"] == pytest.approx(1 - len(multi) / 18)
     assert m["context_acc"] < 1.0
+
+
+def test_scene_quality_with_an_oracle_that_draws_what_it_reads():
+    from erasekit.eval.scene_quality import BARE_CONCEPTS, scene_quality
+    from erasekit.toy.scenes import COLOURS, PATTERNS, parse_caption
+
+    table = {}
+
+    def generate(prompts, seeds):
+        images = torch.zeros(len(prompts), 3, 64, 64)
+        for i, text in enumerate(prompts):
+            parsed = parse_caption(text)
+            objects = [
+                [
+                    SHAPES.index(o["shape"] or "circle"),
+                    COLOURS.index(o["colour"] or "red"),
+                    PATTERNS.index(o["pattern"] or "plain"),
+                ]
+                for o in parsed.objects
+            ] or [[0, 0, 0]]
+            key = len(table)
+            table[key] = (STYLES.index(parsed.style or "default"), objects)
+            images[i, 0, 0, 0] = key / 1000
+        return images
+
+    m = scene_quality(generate, OracleJudge(table), n=20, n_bare=1, batch_size=8)
+    assert m["scene_acc"] == 1.0 and m["object_acc"] == 1.0 and m["bare_acc"] == 1.0
+    assert set(BARE_CONCEPTS) <= {k.removeprefix("bare_acc_") for k in m}
