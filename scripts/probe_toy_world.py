@@ -35,6 +35,7 @@ def main():
     parser.add_argument("--heads", default="shape,colour,pattern,style")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--quality", type=int, default=0, help="also the quality figures on this many prompts")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     _quiet_libraries()
@@ -55,6 +56,15 @@ def main():
         loc = attention_locality(pipe, judge, locality_prompts(args.locality), steps=args.steps, guidance=guidance)
         results["locality"] = loc
         print(f"attention locality {loc['locality']:.3f} over {loc['judged']} of {loc['prompts']} prompts")
+    if args.quality:
+        from erasekit.eval.scene_quality import scene_quality
+        from erasekit.generate import generate
+        from erasekit.models import load
+
+        backbone = load(folder)
+        quality = scene_quality(lambda p, s: generate(backbone, p, s), judge, n=args.quality)
+        results["quality"] = quality
+        print("quality " + "  ".join(f"{k} {v:.3f}" for k, v in quality.items() if not k.startswith("bare_acc_")))
     results["seconds"] = round(time.time() - t0, 1)
     print(f"{results['seconds']} s")
     if args.json:
