@@ -110,7 +110,7 @@ def train_vae(out_dir: str | Path, cfg: TrainConfig | None = None) -> Autoencode
         return rec + 1e-4 * kl, {"rec": rec, "kl": kl}
 
     gens = {"rng": stream.rng, "gen": stream.gen, "crops": crops}
-    log = _run(cfg, vae, loss_fn, "autoencoder v2", generators=gens)
+    log = _run(cfg, vae, loss_fn, "autoencoder", generators=gens)
     vae.eval()
     with torch.no_grad():
         images, _, _ = SceneStream(cfg.seed + 99, dev).batch(512)
@@ -279,7 +279,7 @@ def train_sd(
         cfg,
         unet,
         loss_fn,
-        "toy-sd v2",
+        "toy-sd",
         ema=True,
         generators={"rng": draw.rng, "gen": draw.gen},
     )
@@ -361,7 +361,7 @@ def train_flux(
         cfg,
         transformer,
         loss_fn,
-        "toy-flux v2",
+        "toy-flux",
         ema=True,
         generators={"rng": draw.rng, "gen": draw.gen},
     )
