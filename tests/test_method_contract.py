@@ -101,6 +101,8 @@ CASES: dict[str, Case] = {
     "mce": Case("mce", MCE),
     # The edit is the negative prompt: no randomness at all.
     "negprompt": Case("negprompt", {}, seeded=False),
+    # Guidance from the first step (the presets' warm-up outlasts the contract's 2-step images); nothing random.
+    "sld": Case("sld", {"sld_warmup_steps": 0}, seeded=False),
     # A closed form: nothing random (on toy models the workflow's preservation prompts follow the seed).
     "uce": Case("uce", {}, seeded=False),
 }

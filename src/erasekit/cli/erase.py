@@ -19,8 +19,8 @@ def erase(
     model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
     method: str = typer.Option(
         "negprompt",
-        help="Erasure method (see `erasekit methods`): negprompt, esd-x, "
-        "esd-u, erasediff, abo, gie, mce. abo (All-but-One) is reconstructed from the paper's "
+        help="Erasure method (see `erasekit methods`): negprompt, sld, esd-x, "
+        "esd-u, uce, erasediff, abo, gie, mce. abo (All-but-One) is reconstructed from the paper's "
         "abstract: not the authors' algorithm.",
     ),
     anchor: Optional[str] = typer.Option(None, help="Concept the target should become (methods that use one)."),

@@ -89,10 +89,15 @@ class GIE(Method):
 
     def apply_edit(self, edit: Edit, pipeline) -> None:
         check_pipeline(pipeline)
-        if gie_sampler(pipeline) is not None or call_override(pipeline) is not None:
+        if gie_sampler(pipeline) is not None:
             raise InvalidEditError(
                 "a GIE edit is already applied to this pipeline; erase several concepts in one "
                 "GIE edit (--concept a --concept b) instead of stacking two"
+            )
+        if call_override(pipeline) is not None:
+            raise InvalidEditError(
+                "another edit (SLD) already replaces this pipeline's sampler; GIE's two-branch sampler cannot run "
+                "inside another one: apply one of the two"
             )
         config = GIEConfig(**edit.config)
         adapter = adapter_from_edit(edit, count_cross_attention_layers(pipeline.unet))

@@ -82,7 +82,7 @@ def shared_rows(erase: torch.Tensor, preserve: torch.Tensor, tol: float = 1e-5) 
 class UCE(Method):
     name = "uce"
     summary = (
-        "UCE: closed-form edit of the text projections (SD: cross-attention keys and values) mapping the concept "
+        "UCE: closed-form edit of the text projections (SD: cross-attention keys, values) mapping the concept "
         "to a guide (empty prompt or --anchor), preserved concepts held (baseline)"
     )
     kind = "weight_delta"
