@@ -178,6 +178,9 @@ SETTINGS: dict[str, dict] = {
     # that switches nothing off (NoOpEditError).
     "mce": {"sampler_steps": 2, "steps": 2, "batch_size": 2, "init_logit": 0.1},
     "negprompt": {},
+    # Guidance from the first step: the presets' warm-up (10 steps for "medium") outlasts a 2-step generation.
+    "sld": {"sld_warmup_steps": 0},
+    "uce": {},
 }
 CASE_METHOD = {"gie-adapter": "gie"}  # cases that are another setting of a registered method
 # Generation settings beyond the defaults. negprompt on FLUX needs true classifier-free guidance (its docstring):

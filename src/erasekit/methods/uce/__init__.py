@@ -1,6 +1,6 @@
 """UCE, Unified Concept Editing: its Config, the closed form and the registered method."""
 
-from .closed_form import SingularSystemError, closed_form, guide_map, normal_matrix, residual_bound
+from .closed_form import SingularSystemError, closed_form, guide_map, guide_update, normal_matrix, residual_bound
 from .config import UCEConfig
 from .embeddings import concept_vectors, paired_positions, phrase_positions
 from .method import UCE, edited_layers
@@ -13,6 +13,7 @@ __all__ = [
     "concept_vectors",
     "edited_layers",
     "guide_map",
+    "guide_update",
     "normal_matrix",
     "paired_positions",
     "phrase_positions",

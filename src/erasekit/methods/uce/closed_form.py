@@ -13,7 +13,8 @@ zero gives the paper's Eq. 7 with the ridge added:
 The ridge pulls ``W`` toward ``W₀`` (not toward zero): in every direction of the text space that no erased or
 preserved vector spans, ``W`` keeps ``W₀``'s values. With ``v*_e = W₀ g_e`` (the guide's embedding) the bracket
 is ``W₀ · (s_e Σ g_e c_eᵀ + s_p Σ c_p c_pᵀ + λ I)``, so ``W = W₀ · M`` with one ``d × d`` matrix ``M`` shared by
-every projection that reads the same text vectors (``guide_map``).
+every projection that reads the same text vectors (``guide_map``); and ``W − W₀`` has rank at most the number of
+erased vectors (``guide_update``), which is how the method computes it.
 
 Everything is computed in float64; ``A`` must be well conditioned (``check_solvable``).
 """
@@ -119,6 +120,33 @@ def closed_form(
     return _solve_right(b, a)
 
 
+def guide_update(
+    erase_inputs: torch.Tensor,
+    guide_inputs: torch.Tensor,
+    preserve_inputs: torch.Tensor,
+    erase_scale: float = 1.0,
+    preserve_scale: float = 1.0,
+    lamb: float = 0.5,
+    what: str = "the text vectors",
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The closed form for targets ``v*_e = W₀ g_e`` as a low-rank update: ``(D, K, condition)`` with
+
+        W = W₀ + (W₀ Dᵀ) K,    D = G − Cₑ  (nₑ × d),    K = s_e Cₑ A⁻¹  (nₑ × d),
+
+    for every ``W₀`` reading these vectors (since ``B − W₀A = s_e W₀ (G − Cₑ)ᵀ Cₑ``: the change has rank ≤ nₑ);
+    ``condition`` is the condition number of ``A`` (or its bound, ``check_solvable``). ``guide_inputs (nₑ, d)`` pairs
+    one guide vector ``g_e`` with each erased vector ``c_e``.
+    """
+    c_e = _rows(erase_inputs, "erase_inputs")
+    g_e = _rows(guide_inputs, "guide_inputs", c_e.shape[1])
+    c_p = _rows(preserve_inputs, "preserve_inputs", c_e.shape[1])
+    if len(g_e) != len(c_e):
+        raise ValueError(f"{len(c_e)} erased vectors but {len(g_e)} guide vectors")
+    a = normal_matrix(c_e, c_p, erase_scale, preserve_scale, lamb)
+    condition = check_solvable(a, lamb, len(c_e) + len(c_p), what)
+    return g_e - c_e, _solve_right(erase_scale * c_e, a), condition
+
+
 def guide_map(
     erase_inputs: torch.Tensor,
     guide_inputs: torch.Tensor,
@@ -128,21 +156,9 @@ def guide_map(
     lamb: float = 0.5,
     what: str = "the text vectors",
 ) -> tuple[torch.Tensor, float]:
-    """``M`` (float64, ``d × d``) with ``W = W₀ · M`` the closed form for targets ``v*_e = W₀ g_e``, for every ``W₀``
-    reading these vectors; and the condition number (or its bound) of the system.
-
-    ``guide_inputs (nₑ, d)`` pairs one guide vector ``g_e`` with each erased vector ``c_e``.
-    """
-    c_e = _rows(erase_inputs, "erase_inputs")
-    g_e = _rows(guide_inputs, "guide_inputs", c_e.shape[1])
-    c_p = _rows(preserve_inputs, "preserve_inputs", c_e.shape[1])
-    if len(g_e) != len(c_e):
-        raise ValueError(f"{len(c_e)} erased vectors but {len(g_e)} guide vectors")
-    a = normal_matrix(c_e, c_p, erase_scale, preserve_scale, lamb)
-    condition = check_solvable(a, lamb, len(c_e) + len(c_p), what)
-    d = c_e.shape[1]
-    b = erase_scale * g_e.T @ c_e + preserve_scale * c_p.T @ c_p + lamb * torch.eye(d, dtype=torch.float64)
-    return _solve_right(b, a), condition
+    """``M = I + Dᵀ K`` (float64, ``d × d``), so that ``W = W₀ · M`` (see ``guide_update``), and the condition."""
+    d, k, condition = guide_update(erase_inputs, guide_inputs, preserve_inputs, erase_scale, preserve_scale, lamb, what)
+    return torch.eye(d.shape[1], dtype=torch.float64) + d.T @ k, condition
 
 
 def residual_bound(

@@ -24,7 +24,7 @@ from ...edits import Edit
 from ...errors import NoOpEditError, UnsupportedModelError
 from ...prompt_sets import load_prompt_file
 from ..base import EraseRequest, Method, register
-from .closed_form import guide_map
+from .closed_form import guide_update
 from .config import UCEConfig
 from .embeddings import concept_vectors
 
@@ -108,7 +108,7 @@ class UCE(Method):
                             f"{name} reads {layer.in_features}-dimensional inputs, but the text encoder gives "
                             f"{d}-dimensional {group} embeddings; UCE needs the layer that reads them"
                         )
-                m, condition = guide_map(
+                diff, gain, condition = guide_update(
                     v.erase,
                     v.guide,
                     v.preserve,
@@ -120,7 +120,8 @@ class UCE(Method):
                 for name, layer in layers.items():
                     w0 = layer.weight.detach()
                     key = f"{component}.{name}.weight"
-                    tensors[key] = (w0.double().cpu() @ m).float()
+                    w = w0.double().cpu()
+                    tensors[key] = (w + (w @ diff.T) @ gain).float()
                     base[key] = fingerprint({key: w0})[key]
                 summary[group] = {
                     "layers": len(layers),
