@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from ...config import CheckedConfig, InvalidSettingError, Range, at_least, between
 
-# The paper's configurations (SLD §4, "Hyp-Weak" … "Hyp-Max"), as diffusers ships them in
+# The paper's four hyper-parameter configurations ("Hyp-Weak" … "Hyp-Max"), as diffusers ships them in
 # ``diffusers.pipelines.deprecated.stable_diffusion_safe.SafetyConfig`` (a test checks that they are equal):
 # warm-up steps δ, safety guidance scale s_S, threshold λ, momentum scale s_m, momentum β_m.
 PRESETS: dict[str, dict[str, float | int]] = {
@@ -45,7 +45,8 @@ PRESETS: dict[str, dict[str, float | int]] = {
 @dataclass
 class SLDConfig(CheckedConfig):
     """Safe Latent Diffusion (Schramowski et al., CVPR 2023, arXiv 2211.05105). ``preset`` names one of the
-    paper's four configurations (§4: weak, medium, strong, max); a value given explicitly wins over the preset's.
+    paper's four hyper-parameter configurations (weak, medium, strong, max); a value given explicitly wins over
+    the preset's.
     The default is ``medium``, the configuration ``StableDiffusionPipelineSafe.__call__`` defaults to.
 
     The names are diffusers' (``StableDiffusionPipelineSafe.__call__`` arguments), the symbols the paper's
@@ -66,7 +67,7 @@ class SLDConfig(CheckedConfig):
         "sld_mom_beta": between(0, 1),
     }
 
-    preset: str = "medium"  # §4's configurations; diffusers' __call__ defaults are "medium"'s
+    preset: str = "medium"  # the paper's configurations; diffusers' __call__ defaults are "medium"'s
     sld_warmup_steps: int | None = None  # δ (Eq. 3); None: the preset's
     sld_guidance_scale: float | None = None  # s_S (Eq. 6), > 1; None: the preset's
     sld_threshold: float | None = None  # λ (Eq. 6); None: the preset's

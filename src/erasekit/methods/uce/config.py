@@ -13,7 +13,7 @@ TOKEN_CHOICES = ("all", "last")
 
 @dataclass
 class UCEConfig(CheckedConfig):
-    """UCE (Gandikota et al., WACV 2024, arXiv 2308.14761). The closed form is Eq. 7 of §3 with the ridge of the
+    """UCE (Gandikota et al., WACV 2024, arXiv 2308.14761). The closed form is Eq. 7 with the ridge of the
     released code added (``erasekit.methods.uce.closed_form``); read against the released repository
     rohitgandikota/unified-concept-editing at 28c81ed (``trainscripts/uce_sd_erase.py``, ``UCE()``, lines 12-88;
     ``trainscripts/uce_flux_edit.py`` lines 13-121; the 2023 ``train-scripts/train_erase.py``, ``edit_model``).
@@ -29,8 +29,8 @@ class UCEConfig(CheckedConfig):
       ``lamb·W_old`` to the left factor and ``lamb·I`` to the right one (``uce_sd_erase.py`` lines 60-63, default
       ``--lamb 0.5`` line 107; the same in ``train_erase.py`` lines 233-237 and 442): a ridge toward ``W₀``.
       ``lamb = 0`` gives Eq. 7 exactly; a singular system is refused (``SingularSystemError``).
-    * ``erase_scale = preserve_scale = 1`` (``uce_sd_erase.py`` lines 105-106; §3 weighs both terms equally).
-    * ``edit_keys``: both ``to_k`` and ``to_v`` of every cross-attention ``attn2`` (§3 edits key and value
+    * ``erase_scale = preserve_scale = 1`` (``uce_sd_erase.py`` lines 105-106; Eq. 7 weighs both terms equally).
+    * ``edit_keys``: both ``to_k`` and ``to_v`` of every cross-attention ``attn2`` (the paper edits key and value
       projections; ``uce_sd_erase.py`` line 18).
     * The guide: the anchor (``--anchor``) or, by default, the empty prompt (``--guide_concepts`` default ``''``,
       ``uce_sd_erase.py`` lines 136-138; the code's switch to ``'art'`` for its ``--concept_type art`` is not
@@ -40,12 +40,12 @@ class UCEConfig(CheckedConfig):
 
     * ``tokens``: ``"all"`` (default) puts every token of the concept's phrase into the system, each paired with
       the guide's token at the same place counted from the end (the last with the last, ...; tokens beyond the
-      guide's length with the guide's first) — the paper's "concept's embeddings", as we read §3. ``"last"`` takes
-      only the last token of each phrase, as the released ``uce_sd_erase.py`` does (``attention_mask.sum() - 2``,
-      lines 34-42, for erased, guide and preserved concepts alike). For the empty guide the released index picks
-      the slot before the first token: CLIP's start token on SD; on FLUX's T5, which has no start token, the index
-      −1 wraps to the last padding slot — both kept here. (The 2023 ``train_erase.py`` used the last token *and*
-      every slot after it, end token and padding; not offered.)
+      guide's length with the guide's first) — the paper's "concept's embeddings", as we read its method section.
+      ``"last"`` takes only the last token of each phrase, as the released ``uce_sd_erase.py`` does
+      (``attention_mask.sum() - 2``, lines 34-42, for erased, guide and preserved concepts alike). For the empty
+      guide that index picks the slot before the first token: CLIP's start token on SD; on FLUX's T5, which has
+      no start token, the index −1 wraps to the last padding slot — both kept here. (The 2023 ``train_erase.py``
+      used the last token *and* every slot after it, end token and padding; not offered.)
     * FLUX (``uce_flux_edit.py`` lines 25-28): the released code edits ``context_embedder`` (T5 token
       embeddings → the text stream) and the pooled-text projection ``time_text_embed.text_embedder.linear_1``
       (pooled CLIP), the two linears that read the text encoders' outputs; so do we (``flux_pooled`` for the
@@ -68,10 +68,10 @@ class UCEConfig(CheckedConfig):
     }
 
     erase_scale: float = 1.0  # s_e; released uce_sd_erase.py --erase_scale 1
-    preserve_scale: float = 1.0  # s_p, the preservation terms' weight (§3, Eq. 7); released --preserve_scale 1
+    preserve_scale: float = 1.0  # s_p, the preservation terms' weight (Eq. 7: 1); released --preserve_scale 1
     lamb: float = 0.5  # λ, ridge toward W₀ (released --lamb 0.5; Eq. 7 alone is lamb = 0)
-    tokens: str = "all"  # "all" tokens of each phrase (§3, as we read it) or the "last" (released code)
-    edit_keys: bool = True  # SD: to_k as well as to_v (§3; released code: both)
+    tokens: str = "all"  # "all" tokens of each phrase (the paper, as we read it) or the "last" (released)
+    edit_keys: bool = True  # SD: to_k as well as to_v (paper and released code: both)
     flux_pooled: bool = True  # FLUX: also the pooled-text projection (released uce_flux_edit.py)
     preserve_file: str | None = None  # one preserved concept per line (.txt) or a CSV "prompt" column
 
