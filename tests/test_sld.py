@@ -150,13 +150,13 @@ def test_the_edit_applies_composes_and_comes_off(tiny_sd):
     torch.testing.assert_close(generate(tiny_sd, prompts, seeds, num_inference_steps=2), alone)
     # A GIE sampler cannot run under SLD (both replace the sampler): refused, the pipeline untouched.
     gie = ek.erase(tiny_sd, "gie", ["star"], settings={"scale": -2.0})
-    with pytest.raises(InvalidEditError, match="replaces this pipeline's sampler"):
+    with pytest.raises(InvalidEditError, match=r"another edit \(sld\) already replaces this pipeline's sampler"):
         apply_edit(gie, tiny_sd.pipeline)
     remove_edit(edit, tiny_sd.pipeline)
     assert sld_sampler(tiny_sd.pipeline) is None
     assert torch.equal(generate(tiny_sd, prompts, seeds, num_inference_steps=2), plain)
     apply_edit(gie, tiny_sd.pipeline)
-    with pytest.raises(InvalidEditError, match="replaces this pipeline's sampler"):
+    with pytest.raises(InvalidEditError, match=r"another edit \(gie\) already replaces this pipeline's sampler"):
         apply_edit(edit, tiny_sd.pipeline)
 
 

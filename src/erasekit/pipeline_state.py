@@ -54,7 +54,7 @@ class PipelineState:
             the methods through ``set_call_kwargs`` (negprompt); read by ``erasekit.generate.generate``.
         call_override: a callable that replaces the pipeline's own ``__call__`` (same arguments, same kind of
             output), or None. Written by GIE through ``set_call_override`` (its two-branch sampler), at most one at
-            a time; read by ``erasekit.generate.generate``.
+            a time (``check_sampler_free``); read by ``erasekit.generate.generate``.
         installed: the objects edits installed, each with the edit that owns it (``Installed``), in order:
             MCE's mask hooks (several mask edits compose: their hooks multiply), GIE's sampler. Written by those
             methods' ``apply_edit`` (``install``) and ``remove_edit`` (``uninstall``); read by ``gie_sampler``
@@ -89,11 +89,19 @@ class PipelineState:
 
     def set_call_override(self, sampler: Callable | None) -> None:
         """Replace the pipeline's ``__call__`` by ``sampler`` (None gives it back); one replacement at a time."""
-        if sampler is not None and self.call_override is not None:
-            raise InvalidEditError(
-                "another edit already replaces this pipeline's sampler; apply one such edit at a time"
-            )
+        if sampler is not None:
+            self.check_sampler_free()
         self.call_override = sampler
+
+    def check_sampler_free(self, wanting: str = "this edit") -> None:
+        """Refuse when an applied edit already replaces the pipeline's ``__call__``, naming that edit's method."""
+        if self.call_override is None:
+            return
+        owner = next((e.summary.get("method") for e in self.installed if e.thing is self.call_override), None)
+        raise InvalidEditError(
+            f"another edit ({owner or 'unknown'}) already replaces this pipeline's sampler, and {wanting} cannot run "
+            "inside another one: apply one of the two"
+        )
 
     # ------------------------------------------------------------------------------------ installed objects
 

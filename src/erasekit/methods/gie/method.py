@@ -15,7 +15,7 @@ import torch
 from ...edits import Edit
 from ...errors import InvalidEditError
 from ...judges import make_judge
-from ...pipeline_state import call_override, editing_state, existing_state
+from ...pipeline_state import editing_state, existing_state
 from ..base import EraseRequest, Method, register
 from .adapter import InhibitionAdapter, fit_adapter, label_prompts
 from .attention import count_cross_attention_layers
@@ -94,11 +94,9 @@ class GIE(Method):
                 "a GIE edit is already applied to this pipeline; erase several concepts in one "
                 "GIE edit (--concept a --concept b) instead of stacking two"
             )
-        if call_override(pipeline) is not None:
-            raise InvalidEditError(
-                "another edit (SLD) already replaces this pipeline's sampler; GIE's two-branch sampler cannot run "
-                "inside another one: apply one of the two"
-            )
+        state = existing_state(pipeline)
+        if state is not None:
+            state.check_sampler_free("GIE's two-branch sampler")
         config = GIEConfig(**edit.config)
         adapter = adapter_from_edit(edit, count_cross_attention_layers(pipeline.unet))
         sampler = InhibitedSampler(

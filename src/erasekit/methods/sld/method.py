@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ...edits import Edit
 from ...errors import InvalidEditError, UnsupportedModelError
-from ...pipeline_state import call_override, editing_state, existing_state
+from ...pipeline_state import editing_state, existing_state
 from ..base import EraseRequest, Method, register
 from .config import SLDConfig
 from .sampler import SafeLatentSampler, check_pipeline
@@ -55,11 +55,9 @@ class SLD(Method):
                 "an SLD edit is already applied to this pipeline; erase several concepts in one SLD edit "
                 "(--concept a --concept b) instead of stacking two"
             )
-        if call_override(pipeline) is not None:
-            raise InvalidEditError(
-                "another edit (GIE) already replaces this pipeline's sampler; SLD guides the pipeline's own "
-                "sampler and cannot run inside another one: apply one of the two"
-            )
+        state = existing_state(pipeline)
+        if state is not None:
+            state.check_sampler_free("SLD, which guides the pipeline's own sampler,")
         config = SLDConfig(**edit.config)
         concept = edit.data.get("safety_concept") or ", ".join(edit.concepts)
         sampler = SafeLatentSampler(pipeline, concept, config.values())
