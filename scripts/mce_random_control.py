@@ -19,7 +19,7 @@ import torch
 import erasekit.api as ek
 from erasekit.cli import _quiet_libraries
 from erasekit.edits import Edit
-from erasekit.eval import ToySuiteConfig, run_toy_suite
+from erasekit.eval import ToySuiteConfig
 from erasekit.methods.mce import MCEConfig, gates_and_masks, mask_edit
 from erasekit.models import load
 
@@ -31,6 +31,8 @@ SHOWN = (
     "neighbour_acc",
     "base_neighbour_acc",
     "fd_clf",
+    "context_acc",  # world v2 only: the other objects of target prompts
+    "base_context_acc",
 )
 
 
@@ -69,7 +71,6 @@ def main():
     backbone = load(args.model)
     edit = Edit.load(args.edit)
     gates, masks = gates_and_masks(edit, backbone.denoiser)
-    classifier = ek.load_classifier()
     cfg = ToySuiteConfig(concept=args.concept, n_target=args.n, n_synonym=args.n, n_preserve=args.n, n_neighbour=args.n)
     base_images = {}
     base_fn = ek.generator_fn(backbone, cfg.batch_size)
@@ -83,10 +84,10 @@ def main():
     def row(label, an_edit):
         share = an_edit.data["pruned_share"]
         edited = ek.load_model(args.model, [an_edit])
-        metrics = run_toy_suite(
-            cfg, classifier, ek.generator_fn(edited, cfg.batch_size), base=base, progress=False
+        metrics = ek.run_world_suite(
+            backbone.toy_world_version, cfg, ek.generator_fn(edited, cfg.batch_size), base=base, progress=False
         ).metrics
-        shown = {k: round(float(metrics[k]), 3) for k in SHOWN}
+        shown = {k: round(float(metrics[k]), 3) for k in SHOWN if k in metrics}
         print(
             json.dumps(
                 {

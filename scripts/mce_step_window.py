@@ -15,7 +15,7 @@ import json
 import erasekit.api as ek
 from erasekit.cli import _quiet_libraries
 from erasekit.edits import Edit
-from erasekit.eval import ToySuiteConfig, run_toy_suite
+from erasekit.eval import ToySuiteConfig
 from erasekit.methods.mce.method import _HOOKS
 from erasekit.pipeline_state import existing_state
 
@@ -40,8 +40,8 @@ def main():
     _quiet_libraries()
 
     cfg = ToySuiteConfig(concept=args.concept, n_target=args.n, n_synonym=args.n, n_preserve=args.n, n_neighbour=args.n)
-    classifier = ek.load_classifier()
-    base_fn = ek.generator_fn(ek.load_model(args.model, []), cfg.batch_size)
+    unedited = ek.load_model(args.model, [])
+    base_fn = ek.generator_fn(unedited, cfg.batch_size)
     base_images = {}
 
     def base(prompts, seeds):  # the unedited model's images, generated once for every cut
@@ -62,10 +62,10 @@ def main():
     edited.denoiser.register_forward_pre_hook(switch, with_kwargs=True)
     for cut in (float(c) for c in args.cuts.split(",")):
         window["cut"] = cut
-        metrics = run_toy_suite(
-            cfg, classifier, ek.generator_fn(edited, cfg.batch_size), base=base, progress=False
+        metrics = ek.run_world_suite(
+            unedited.toy_world_version, cfg, ek.generator_fn(edited, cfg.batch_size), base=base, progress=False
         ).metrics
-        print(json.dumps({"cut": cut, **{k: round(float(metrics[k]), 3) for k in SHOWN}}), flush=True)
+        print(json.dumps({"cut": cut, **{k: round(float(metrics[k]), 3) for k in SHOWN if k in metrics}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 
 import erasekit.api as ek
 from erasekit.cli import _quiet_libraries
-from erasekit.eval import ToySuiteConfig, run_toy_suite
+from erasekit.eval import ToySuiteConfig
 from erasekit.models import load
 
 
@@ -60,8 +60,8 @@ def main():
     config = ToySuiteConfig(
         concept=args.concept, n_target=args.n, n_synonym=args.n, n_preserve=args.n, n_neighbour=args.n
     )
-    metrics = run_toy_suite(
-        config, ek.load_classifier(), ek.generator_fn(edited, 50), base=cached, progress=False
+    metrics = ek.run_world_suite(
+        edited.toy_world_version, config, ek.generator_fn(edited, 50), base=cached, progress=False
     ).metrics
     keys = (
         "erasure_rate",

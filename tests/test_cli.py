@@ -32,7 +32,9 @@ def run(*args):
         (("bench", "-m", "negprompt", "-c", "star", "--suites", "toy,fid", "--out", "{tmp}/b"), "unknown suite"),
         (("bench", "-m", "negprompt", "-c", "dog", "--out", "{tmp}/b"), "'dog' is not a concept"),
         (("generate", "-p", "a star", "--out", "{tmp}/x.jpg"), "must be a .png"),
-        (("toy", "train", "unicorn", "--out", "{tmp}/w"), "unknown toy model"),
+        (("toy", "train", "unicorn", "--out", "{tmp}/w"), "unknown toy-world stage"),
+        (("toy", "train", "unicorn", "--world", "1", "--out", "{tmp}/w"), "unknown toy model"),
+        (("toy", "train", "sd", "--out", "{tmp}/w"), "stage sd needs vae, clip"),
     ],
 )
 def test_bad_input_fails_with_one_clear_line(tmp_path, args, message):

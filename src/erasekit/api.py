@@ -20,7 +20,7 @@ from .workflows.attack import run_attack
 from .workflows.bench import BenchConfig, run_bench
 from .workflows.demo import demo
 from .workflows.erase import check_concepts, erase
-from .workflows.evaluate import PROMPT_SUITES, evaluate_prompt_set, evaluate_toy, generator_fn
+from .workflows.evaluate import PROMPT_SUITES, evaluate_prompt_set, evaluate_toy, generator_fn, run_world_suite
 from .workflows.export import export
 from .workflows.masks import import_mce_masks
 from .workflows.toy_quality import toy_quality
@@ -36,6 +36,7 @@ __all__ = [
     "erase",
     "evaluate_prompt_set",
     "evaluate_toy",
+    "run_world_suite",
     "export",
     "generator_fn",
     "import_mce_masks",

@@ -36,7 +36,7 @@ def attack(
     """Attack an erased model and report the attack success rate (see README: Attacks)."""
     from ..eval.attacks import RingABellConfig, UnlearnDiffAtkConfig
     from ..judges import make_judge
-    from ..models import is_toy
+    from ..models import toy_world_version
     from ..outputs import check_output_dir
     from ..prompt_sets import load_prompt_file
     from ..workflows.attack import run_attack
@@ -46,7 +46,8 @@ def attack(
     if limit is not None:
         prompt_set = prompt_set.head(limit)
     texts = prompt_set.prompts
-    the_judge = make_judge(judge, [concept], toy=is_toy(model), path=str(clip) if clip else None, threshold=threshold)
+    toy = toy_world_version(model) or False
+    the_judge = make_judge(judge, [concept], toy=toy, path=str(clip) if clip else None, threshold=threshold)
     result = run_attack(
         model,
         edit or [],

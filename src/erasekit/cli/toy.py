@@ -15,7 +15,9 @@ from .app import finite, guard, out, toy_app
 @toy_app.command("train")
 @guard
 def toy_train(
-    what: str = typer.Argument(..., help="classifier | vae | sd | flux"),
+    what: str = typer.Argument(
+        ..., help="World 2: judge | vae | clip | t5 | sd | flux. World 1: classifier | vae | sd | flux."
+    ),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Weights folder (default: the package's)."),
     steps: Optional[int] = typer.Option(None, min=1, help="Optimisation steps (default: the trainer's)."),
     batch_size: Optional[int] = typer.Option(None, min=1),
@@ -24,15 +26,63 @@ def toy_train(
     ),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     seed: int = typer.Option(0, min=0),
+    summary_dropout: Optional[float] = typer.Option(
+        None, min=0.0, max=1.0, help="sd, flux: share of samples whose EOT and padding slots are the empty caption's."
+    ),
+    name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
+    world: int = typer.Option(2, min=1, max=2, help="The toy world to train for (1: the models before v2)."),
+    overwrite: bool = typer.Option(False, help="Train a stage again whose folder exists."),
 ):
-    """Train a toy model from scratch on the toy world (seeded)."""
+    """Train one stage of the toy world from scratch (seeded); a killed stage resumes when run again.
+
+    World 2 stages, in order: judge, vae, clip, t5 (after clip), sd (after vae and clip), flux (after vae, clip
+    and t5); checkpoints and the latent cache are kept in <out>/.work."""
+    from ..models import toy_weights_dir
+
+    root = out_dir or toy_weights_dir()
+    if world == 1:
+        if summary_dropout is not None:
+            raise InvalidArgumentError("--summary-dropout is a world-2 setting")
+        _train_v1(what, root, steps, batch_size, minutes, device, seed)
+        return
+    from ..toy.stages import train_stage
+
+    settings = None if summary_dropout is None else {"summary_dropout": summary_dropout}
+    folder = train_stage(
+        what,
+        root,
+        steps=steps,
+        minutes=minutes,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        settings=settings,
+        name=name,
+        overwrite=overwrite,
+    )
+    out.print(f"trained {what} -> {folder}")
+
+
+@toy_app.command("status")
+@guard
+def toy_status(out_dir: Path = typer.Option(..., "--out", help="The folder the stages train into.")):
+    """Which toy-world stages of a training folder are done, in progress (their step) or not started."""
+    from ..toy.stages import stage_status
+
+    table = Table(title=f"toy world stages in {out_dir}")
+    table.add_column("stage")
+    table.add_column("status")
+    for stage, status in stage_status(out_dir).items():
+        table.add_row(stage, status)
+    out.print(table)
+
+
+def _train_v1(what, root, steps, batch_size, minutes, device, seed) -> None:
     from diffusers import AutoencoderKL
 
-    from ..models import toy_weights_dir
     from ..outputs import check_writable
     from ..toy import train as T
 
-    root = out_dir or toy_weights_dir()
     if what not in T.DEFAULT_CONFIGS:
         raise InvalidArgumentError(f"unknown toy model '{what}'; choose classifier, vae, sd or flux")
     check_writable(root / what, "--out")
@@ -71,12 +121,26 @@ def toy_eval(
     check_output_file(json_path)
     report = toy_quality(model or TOY_MODELS, n=n, steps=steps)
     table = Table(title=f"toy world quality ({n} held-out prompts, {steps} steps)")
-    for col in ("what", "shape", "colour", "pattern", "all heads"):
+    columns = {
+        "shape": ("shape", "shape_acc"),
+        "colour": ("colour", "colour_acc"),
+        "pattern": ("pattern", "pattern_acc"),
+        "all heads / object": ("all_heads", "object_acc"),
+        "scene": (None, "scene_acc"),
+        "style": ("style", "style_acc"),
+        "bare concept": (None, "bare_acc"),
+    }
+    table.add_column("what")
+    for col in columns:
         table.add_column(col)
     for key, value in report.items():
         if isinstance(value, dict):
             label = key + (f" (guidance {value['guidance_scale']})" if "guidance_scale" in value else "")
-            table.add_row(label, *(f"{value[h]:.1%}" for h in ("shape", "colour", "pattern", "all_heads")))
+            cells = []
+            for v1_key, v2_key in columns.values():
+                found = next((value[k] for k in (v1_key, v2_key) if k is not None and k in value), None)
+                cells.append("" if found is None else f"{found:.1%}")
+            table.add_row(label, *cells)
     out.print(table)
     if json_path:
         write_json(json_path, report)

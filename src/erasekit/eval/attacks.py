@@ -714,20 +714,22 @@ def get_attack(name: str) -> Attack:
 # ---------------------------------------------------------------------------------------- toy world
 
 
-def toy_attack_prompts(concept: str, n: int, seed: int = 0) -> dict[str, list]:
+def toy_attack_prompts(concept: str, n: int, seed: int = 0, world_version: int = 1) -> dict[str, list]:
     """Prompt material for attacks on the toy world.
 
     ``target``: captions naming the concept (attacked by UnlearnDiffAtk); ``clean``: captions of images
     without it (Ring-A-Bell adds the concept to these); ``with``/``without``: paired captions that differ only
     in the concept's word (for the concept vector); ``seeds``: one image seed per target/clean prompt.
+    ``world_version``: the toy world of the attacked model (its prompts).
     """
-    from ..toy.prompts import toy_anchor_prompts, toy_prompts
+    from ..toy.worlds import prompts_of
 
+    prompts = prompts_of(world_version)
     rng = random.Random(f"erasekit-attack:{seed}:{concept}")
-    target = toy_prompts([concept], n=n, seed=seed + 11)
-    clean = toy_prompts([concept], n=n, seed=seed + 12, without=True)
-    pairs_with = toy_prompts([concept], n=32, seed=seed + 13)
-    pairs_without = toy_anchor_prompts(pairs_with, [concept], None, seed=seed + 14)
+    target = prompts.toy_prompts([concept], n=n, seed=seed + 11)
+    clean = prompts.toy_prompts([concept], n=n, seed=seed + 12, without=True)
+    pairs_with = prompts.toy_prompts([concept], n=32, seed=seed + 13)
+    pairs_without = prompts.toy_anchor_prompts(pairs_with, [concept], None, seed=seed + 14)
     return {
         "target": target,
         "clean": clean,

@@ -367,7 +367,7 @@ class ClassifierFeatures(nn.Module):
     def __init__(self, classifier: nn.Module):
         super().__init__()
         self.classifier = classifier
-        self.num_features = int(classifier.config.feature_dim)
+        self.num_features = int(classifier.num_features)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -529,8 +529,9 @@ class ToyClassifierLayers(nn.Module):
 
 def _layers_of(feature_net: Callable | str | Path) -> Callable[[torch.Tensor], list[torch.Tensor]]:
     from ..toy.classifier import ToyClassifier
+    from ..toy.scene_judge import SceneJudge
 
-    if isinstance(feature_net, ToyClassifier):
+    if isinstance(feature_net, (ToyClassifier, SceneJudge)):
         return ToyClassifierLayers(feature_net)
     if isinstance(feature_net, (str, Path)):
         return CLIPVisionLayers(feature_net)

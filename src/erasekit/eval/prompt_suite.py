@@ -152,7 +152,7 @@ def _generate_missing(
 class _Scorer:
     """The judge and the image-to-image distances, built once per process."""
 
-    def __init__(self, config: PromptSuiteConfig, toy: bool):
+    def __init__(self, config: PromptSuiteConfig, toy: int | None):
         from ..judges import make_judge
 
         self.config = config
@@ -164,7 +164,7 @@ class _Scorer:
         self.judge = make_judge(
             config.judge,
             [config.concept],
-            toy=toy,
+            toy=toy or False,
             path=config.clip_path,
             threshold=config.threshold,
             classes=config.classes,
@@ -174,9 +174,9 @@ class _Scorer:
         self.threshold = getattr(self.judge, "threshold", None)
         self.distance_net = None
         if toy:
-            from ..toy.classifier import load_classifier
+            from ..toy.worlds import load_world_judge
 
-            self.distance_net = load_classifier()
+            self.distance_net = load_world_judge(toy)
         elif config.clip_path:
             self.distance_net = config.clip_path
 
@@ -260,7 +260,7 @@ def run_prompt_suite(
 
     from ..atomic import write_json
     from ..methods import load_edits, load_model
-    from ..models import is_toy, load
+    from ..models import load, toy_world_version
     from ..outputs import check_writable, open_run_folder
     from ..progress import progress_bar
 
@@ -280,7 +280,7 @@ def run_prompt_suite(
     seeds = prompt_set.seeds_or(config.seed)
     mine = list(range(state.process_index, len(prompt_set), state.num_processes))
 
-    scorer = _Scorer(config, is_toy(model))  # a bad judge or --clip path fails before any model is loaded
+    scorer = _Scorer(config, toy_world_version(model))  # a bad judge or --clip path fails before any model is loaded
     # Each process on its own device (cuda:<local rank> under a multi-GPU launch, else the CPU).
     edited = load_model(model, edits, device=state.device)
     if state.is_main_process:  # the others wait below; a refusal here ends the launch

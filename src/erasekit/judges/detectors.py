@@ -289,22 +289,29 @@ class Judge:
 
 
 class ToyJudge(Judge):
-    """The toy world's classifier: a target is present when its head predicts it."""
+    """The toy world's judge: in world v1 the classifier (a target is present when its head predicts it), in
+    world v2 the scene judge (present when some object, or the style, is predicted to be it)."""
 
     name = "toy-classifier"
 
-    def __init__(self, classifier=None):
-        if classifier is None:
-            from ..toy.classifier import load_classifier
+    def __init__(self, classifier=None, world_version: int = 1):
+        from ..toy.worlds import load_world_judge
 
-            classifier = load_classifier()
-        self.classifier = classifier
+        self.world_version = world_version
+        self.classifier = classifier if classifier is not None else load_world_judge(world_version)
 
     @torch.no_grad()
     def presence(self, images, targets):
+        images = images.to(next(self.classifier.parameters()).device)
+        if self.world_version == 2:
+            from ..toy.scene_judge import concept_presence
+
+            found = [concept_presence(self.classifier, images, target) for target in targets]
+            scores, present = [s for s, _ in found], [p for _, p in found]
+            return torch.stack(scores).amax(dim=0), torch.stack(present).any(dim=0)
         from ..toy import world
 
-        logits = self.classifier(images.to(next(self.classifier.parameters()).device))
+        logits = self.classifier(images)
         scores, present = [], []
         for target in targets:
             head = world.concept_head(target)
@@ -365,12 +372,14 @@ class CLIPJudge(Judge):
 def make_judge(
     name: str,
     targets: Sequence[str],
-    toy: bool,
+    toy: bool | int,
     path: str | None = None,
     threshold: float | str = "standard",
     classes: str | Sequence[str] = NUDENET_EXPOSED,
 ) -> Judge:
-    """``"auto"``: the toy classifier on toy models, NudeNet for nudity words, CLIP when ``path`` is given.
+    """``"auto"``: the toy judge on toy models, NudeNet for nudity words, CLIP when ``path`` is given.
+
+    ``toy``: the toy world version of a toy model (``True`` means 1), or ``False`` for a real model.
 
     ``threshold`` and ``classes`` configure NudeNet (a number or a ``NUDENET_THRESHOLDS`` preset; a class set).
     """
@@ -388,7 +397,7 @@ def make_judge(
                 "or a fixed scale for GIE (--scale)"
             )
     if name == "toy":
-        return ToyJudge()
+        return ToyJudge(world_version=int(toy) or 1)
     if name == "nudenet":
         return NudeNetJudge(threshold, classes)
     if name == "clip":

@@ -2,7 +2,16 @@
 
 from .base import GROUP_NAMES, Backbone, Conditioning, GenerationDefaults, SamplerState, make_generators
 from .flux import FluxBackbone
-from .loading import TOY_MODELS, family_of, from_pipeline, is_toy, is_toy_folder, load, toy_weights_dir
+from .loading import (
+    TOY_MODELS,
+    family_of,
+    from_pipeline,
+    is_toy,
+    is_toy_folder,
+    load,
+    toy_weights_dir,
+    toy_world_version,
+)
 from .sd import SDBackbone
 
 __all__ = [
@@ -21,4 +30,5 @@ __all__ = [
     "load",
     "make_generators",
     "toy_weights_dir",
+    "toy_world_version",
 ]

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..toy.weights import is_toy
+from ..toy.weights import is_toy, toy_world_version
 
 # Names of the parameter groups every backbone defines, in the order ``module_groups`` returns them.
 GROUP_NAMES = ("xattn", "noxattn", "noxattn_all", "ffn", "norm_modulation", "full")
@@ -177,6 +177,11 @@ class Backbone(abc.ABC):
     def is_toy(self) -> bool:
         """Whether this is a toy-world model (a shipped toy model, or a folder marked by the toy trainer)."""
         return is_toy(self.name_or_path)
+
+    @property
+    def toy_world_version(self) -> int | None:
+        """The toy world a toy model was trained on (1 or 2); ``None`` for a model that is not a toy model."""
+        return toy_world_version(self.name_or_path)
 
     def __repr__(self) -> str:
         return (

@@ -187,6 +187,11 @@ def is_toy(model: Backbone | str | Path) -> bool:
     return model.is_toy if isinstance(model, Backbone) else toy_weights.is_toy(model)
 
 
+def toy_world_version(model: Backbone | str | Path) -> int | None:
+    """The toy world ``model`` was trained on (1 or 2), or ``None`` when it is not a toy model."""
+    return model.toy_world_version if isinstance(model, Backbone) else toy_weights.toy_world_version(model)
+
+
 def family_of(pipeline) -> str:
     """The family (``"sd"``, ``"flux"``) of a pipeline, by the same table ``load`` uses; else its class name."""
     for pipeline_cls, backbone_cls in _FAMILIES.values():

@@ -54,6 +54,11 @@ class ToyClassifier(ModelMixin, ConfigMixin):
             }
         )
 
+    @property
+    def num_features(self) -> int:
+        """The size of ``features``."""
+        return self.config.feature_dim
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images * 2 - 1)
 

@@ -84,6 +84,16 @@ class SceneJudge(ModelMixin, ConfigMixin):
     def style_features(self, images: torch.Tensor) -> torch.Tensor:
         return self.style_body(images * 2 - 1)
 
+    @property
+    def num_features(self) -> int:
+        """The size of ``features``: four cells' embeddings and the style's."""
+        return CELLS * self.config.feature_dim + 2 * self.config.style_width
+
+    @property
+    def body(self) -> nn.Sequential:
+        """The convolutional layers, cells' then style's (the feature maps of ``ToyClassifierLayers``)."""
+        return nn.Sequential(*self.cell_body, *self.style_body)
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """One embedding per image (for Fréchet distances): the cells' features in order, then the style's."""
         return torch.cat([self.cell_features(images).flatten(1), self.style_features(images)], 1)
@@ -129,8 +139,11 @@ def judge_loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor])
     return sum(losses.values()), acc
 
 
-def load_scene_judge(path: str | Path) -> SceneJudge:
-    folder = Path(path)
+def load_scene_judge(path: str | Path | None = None) -> SceneJudge:
+    """The scene judge at ``path``, by default the shipped one (``toy/weights/judge``)."""
+    from .weights import toy_weights_dir
+
+    folder = Path(path) if path is not None else toy_weights_dir() / "judge"
     if not (folder / "config.json").is_file():
         raise ModelNotFoundError(f"no scene judge at {folder}; train it with `erasekit toy train judge`")
     return SceneJudge.from_pretrained(folder).eval()

@@ -57,7 +57,7 @@ def run_attack(
         inputs = replace(inputs, targets=generate(load(model), list(prompts), list(seeds), **gen_kwargs))
     if spec.needs_ring_prompts:
         if backbone.is_toy:
-            material = toy_attack_prompts(concept, 1)
+            material = toy_attack_prompts(concept, 1, world_version=backbone.toy_world_version)
             with_, without = material["with"], material["without"]
         else:
             with_, without = concept_pairs(concept)

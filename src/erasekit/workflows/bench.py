@@ -249,9 +249,11 @@ class _AttackMaterial:
 
     def __init__(self, bench: Bench, concept: str):
         from ..generate import generate
-        from ..models import load
+        from ..models import load, toy_world_version
 
-        self.material = toy_attack_prompts(concept, bench.config.n_attack, seed=bench.config.seed)
+        self.material = toy_attack_prompts(
+            concept, bench.config.n_attack, seed=bench.config.seed, world_version=toy_world_version(bench.config.model)
+        )
         folder = bench.out / "attacks"
         folder.mkdir(parents=True, exist_ok=True)
         attacks = [get_attack(name) for name in bench.config.attacks]
@@ -294,7 +296,7 @@ def _attack_stage(bench: Bench, method: str, concept: str, material: _AttackMate
 
     edits = [] if method == BASELINE else [_edit_dir(bench, method, concept)]
     backbone = load_model(bench.config.model, edits)
-    judge = ToyJudge()
+    judge = ToyJudge(world_version=backbone.toy_world_version)
     m = material.material
     out, images = {}, {}
     for attack in bench.config.attacks:

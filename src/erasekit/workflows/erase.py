@@ -14,15 +14,16 @@ from ..edits import Edit
 from ..errors import NoOpEditError
 from ..methods import EraseRequest, get_method
 from ..methods.training.engine import CHECKPOINT_DIR
-from ..models import TOY_MODELS, Backbone, is_toy, load
+from ..models import TOY_MODELS, Backbone, is_toy, load, toy_world_version
 from ..outputs import OutputError, check_output_dir
-from ..toy.prompts import check_concepts_toy, toy_anchor_prompts, toy_preserve_prompts, toy_prompts
+from ..toy import worlds
 
 
-def check_concepts(backbone: Backbone, concepts: Sequence[str]) -> None:
-    """On a toy model every concept must be one the toy world knows; on real models any text goes."""
-    if backbone.is_toy:
-        check_concepts_toy(concepts)
+def check_concepts(model: Backbone | str | Path, concepts: Sequence[str]) -> None:
+    """On a toy model every concept must be one its toy world knows; on real models any text goes."""
+    version = toy_world_version(model)
+    if version is not None:
+        worlds.check_concepts(concepts, version)
 
 
 def erase(
@@ -70,17 +71,17 @@ def erase(
     )
     named = concepts + preserve + ([anchor] if anchor else [])
     if str(model) in TOY_MODELS:
-        check_concepts_toy(named)
+        check_concepts(model, named)
     # Everything that needs no model is checked before it loads: a typo costs a second, not a model load.
     config = erasure.make_config(settings, toy=is_toy(model))
     backbone = model if isinstance(model, Backbone) else load(model)
     erasure.check_family(backbone.family)
     check_concepts(backbone, named)
-    toy = backbone.is_toy
-    if toy:
-        request.prompts = toy_prompts(concepts, seed=seed)
-        request.preserve_prompts = toy_preserve_prompts(concepts, preserve, seed=seed + 1)
-        request.anchor_prompts = toy_anchor_prompts(request.prompts, concepts, anchor, seed=seed + 2)
+    if backbone.is_toy:
+        prompts = worlds.prompts_of(backbone.toy_world_version)
+        request.prompts = prompts.toy_prompts(concepts, seed=seed)
+        request.preserve_prompts = prompts.toy_preserve_prompts(concepts, preserve, seed=seed + 1)
+        request.anchor_prompts = prompts.toy_anchor_prompts(request.prompts, concepts, anchor, seed=seed + 2)
     edit = erasure.erase(backbone, request, config)
     # Weight deltas are checked by the engine; a mask set is a no-op when it closes no gate.
     if edit.kind == "mask_set" and all(bool(t.all()) for t in edit.tensors.values()):

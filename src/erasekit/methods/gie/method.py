@@ -45,7 +45,7 @@ class GIE(Method):
         if config.scale is not None:
             data["scale"] = config.scale
         else:
-            judge = make_judge(config.judge, request.targets, backbone.is_toy, config.judge_path)
+            judge = make_judge(config.judge, request.targets, backbone.toy_world_version or False, config.judge_path)
             prompts = request.target_prompts()[: config.train_prompts]
             d = backbone.defaults
             seed = request.seed if config.seed is None else config.seed

@@ -1,0 +1,134 @@
+"""Toy world v2, trained one stage at a time into one folder, resumably: the recipe behind the v2 toy weights.
+
+Stages and what each needs first: ``judge`` (nothing), ``vae`` (nothing), ``clip`` (nothing), ``t5`` (clip),
+``sd`` (vae, clip), ``flux`` (vae, clip, t5). Each writes ``<out>/<stage's folder>`` (``STAGE_FOLDERS``); the
+denoisers assemble whole pipelines there from the stages before them. Checkpoints and the latent cache live in
+``<out>/.work``: a killed stage, run again with the same arguments, continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgumentError, ModelNotFoundError
+from ..outputs import OutputError
+
+STAGES = ("judge", "vae", "clip", "t5", "sd", "flux")
+STAGE_FOLDERS = {"judge": "judge", "vae": "vae", "clip": "clip", "t5": "t5", "sd": "toy-sd", "flux": "toy-flux"}
+NEEDS = {"t5": ("clip",), "sd": ("vae", "clip"), "flux": ("vae", "clip", "t5")}
+WORK_DIR = ".work"
+CACHE_SIZE = 40_000  # encoded scenes the denoisers train on (a fresh caption per visit)
+
+
+def train_stage(
+    stage: str,
+    out: str | Path,
+    *,
+    steps: int | None = None,
+    minutes: float | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    settings: dict[str, Any] | None = None,
+    cache_size: int = CACHE_SIZE,
+    name: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Train ``stage`` into ``out`` and return the folder it wrote.
+
+    ``steps`` (else the trainer's default) or ``minutes`` (the step count fitted to a wall-clock budget, measured
+    on the first steps); ``settings``: the trainer's extra settings (``summary_dropout`` for sd and flux).
+    ``name``: the output folder's name instead of the stage's (a variant, e.g. ``sd-p0.5`` for another summary
+    dropout; its checkpoints are kept apart). A stage whose folder exists is refused unless ``overwrite``.
+    """
+    if stage not in STAGES:
+        raise InvalidArgumentError(f"unknown toy-world stage {stage!r}; choose one of {', '.join(STAGES)}")
+    out = Path(out)
+    folder_name = name or STAGE_FOLDERS[stage]
+    if not folder_name or "/" in folder_name or folder_name.startswith("."):
+        raise InvalidArgumentError(f"name must be a plain folder name, got {name!r}")
+    target = out / folder_name
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target} exists; pass overwrite (--overwrite) to train {stage} again")
+    missing = [need for need in NEEDS.get(stage, ()) if not (out / STAGE_FOLDERS[need]).is_dir()]
+    if missing:
+        raise ModelNotFoundError(
+            f"stage {stage} needs {', '.join(missing)} in {out}: train "
+            + ", then ".join(f"`erasekit toy train {m} --out {out}`" for m in missing)
+            + " first"
+        )
+    if settings and stage not in ("sd", "flux"):
+        raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
+    checkpoints = out / WORK_DIR / "checkpoints" / folder_name
+    budget = None if minutes is None else minutes * 60
+    if stage in ("clip", "t5"):
+        from . import clip
+
+        common = dict(
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
+            time_budget_s=budget,
+            eval_every=100,
+            checkpoint_dir=checkpoints,
+        )
+        if stage == "clip":
+            clip.train_toy_clip(target, **common)
+        else:
+            clip.train_toy_t5(clip.load_toy_clip(out / "clip")[0], target, **common)
+        return target
+
+    from . import train_scenes as T
+
+    overrides: dict[str, Any] = {"seed": seed, "device": device, "checkpoint_dir": str(checkpoints)}
+    if budget is not None:
+        overrides["time_budget_s"] = budget
+    if steps is not None:
+        overrides["steps"] = steps
+    if batch_size is not None:
+        overrides["batch_size"] = batch_size
+    if settings:
+        overrides["extra"] = dict(settings)
+    cfg = T.default_config(stage, **overrides)
+    if stage == "judge":
+        T.train_judge(target, cfg)
+    elif stage == "vae":
+        T.train_vae(target, cfg)
+    else:
+        _train_denoiser(stage, out, target, cfg, seed, device, cache_size)
+    return target
+
+
+def _train_denoiser(stage, out: Path, target: Path, cfg, seed: int, device, cache_size: int) -> None:
+    from diffusers import AutoencoderKL
+
+    from . import clip
+    from . import train_scenes as T
+
+    vae = AutoencoderKL.from_pretrained(out / "vae")
+    cache = T.LatentCache.build(vae, cache_size, seed + 1000, out / WORK_DIR / "cache", device=device)
+    model, tokenizer = clip.load_toy_clip(out / "clip")
+    if stage == "sd":
+        T.train_sd(vae, clip.clip_text_encoder(model), tokenizer, cache, target, cfg)
+    else:
+        t5, tokenizer_2, _ = clip.load_toy_t5(out / "t5")
+        T.train_flux(vae, clip.clip_text_encoder(model), tokenizer, t5, tokenizer_2, cache, target, cfg)
+
+
+def stage_status(out: str | Path) -> dict[str, str]:
+    """Per stage: ``done``, ``in progress (step i of n)`` from its checkpoint, or ``not started``."""
+    out = Path(out)
+    status = {}
+    for stage, folder in STAGE_FOLDERS.items():
+        state = out / WORK_DIR / "checkpoints" / folder / "checkpoint" / "state.json"
+        if (out / folder).is_dir():
+            status[stage] = "done"
+        elif state.is_file():
+            saved = json.loads(state.read_text())
+            status[stage] = f"in progress (step {saved.get('step')} of {saved.get('steps')})"
+        else:
+            status[stage] = "not started"
+    return status
