@@ -14,7 +14,7 @@ from diffusers import FluxPipeline, StableDiffusionPipeline
 from ..errors import ModelNotFoundError, UnsupportedModelError
 from ..toy import architectures as _toy_architectures  # noqa: F401  (the toy FLUX class a pipeline folder names)
 from ..toy import weights as toy_weights
-from ..toy.weights import DEFAULTS_FILE, TOY_MARKER, TOY_MODELS, is_toy_folder, toy_weights_dir
+from ..toy.weights import DEFAULTS_FILE, TOY_MARKER, TOY_MODELS, WORLD_VERSION_KEY, is_toy_folder, toy_weights_dir
 from .base import Backbone, GenerationDefaults
 from .flux import FluxBackbone
 from .sd import SDBackbone
@@ -176,7 +176,7 @@ def _read_defaults(folder: Path | None, fallback: GenerationDefaults) -> Generat
         return fallback
     values = json.loads(path.read_text())
     known = {f.name for f in dataclasses.fields(GenerationDefaults)}
-    unknown = sorted(set(values) - known - {TOY_MARKER})
+    unknown = sorted(set(values) - known - {TOY_MARKER, WORLD_VERSION_KEY})
     if unknown:
         logger.warning("%s: ignoring keys %s (generation defaults are %s).", path, unknown, sorted(known))
     return dataclasses.replace(fallback, **{k: v for k, v in values.items() if k in known})
