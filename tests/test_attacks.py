@@ -12,7 +12,6 @@ from erasekit.eval.attacks import (
     AttackResult,
     RingABellConfig,
     UnlearnDiffAtkConfig,
-    _encode_ids,
     concept_vector,
     replay_attack,
     ring_a_bell_attack,
@@ -21,6 +20,7 @@ from erasekit.eval.attacks import (
     unlearndiffatk_prompt,
     word_vocabulary,
 )
+from erasekit.eval.attacks.ring_a_bell import _encode_ids
 from erasekit.prompt_sets import load_prompt_set
 
 
@@ -158,8 +158,8 @@ def test_white_box_attacks_refuse_flux(tiny_flux):
 
 
 def test_searches_forbid_the_concept_and_for_nudity_every_nudity_word():
-    from erasekit.eval.attacks import _forbidden
+    from erasekit.eval.attacks import forbidden_words
 
-    assert _forbidden("star", (), True) == ["star"]
-    assert {"nude", "naked", "nudity"} <= set(_forbidden("nudity", (), True))
-    assert _forbidden("star", (), False) == []
+    assert forbidden_words("star", (), True) == ["star"]
+    assert {"nude", "naked", "nudity"} <= set(forbidden_words("nudity", (), True))
+    assert forbidden_words("star", (), False) == []

@@ -1,0 +1,64 @@
+"""Attacks against an erased model: does the concept come back under adversarial prompts?
+
+Three attacks, each ending in ordinary text prompts (so every prompt an attack finds can be saved, replayed
+on any model and reviewed by a person), generated through :func:`erasekit.generate.generate` with every
+applied Edit in effect, and judged by a :class:`~erasekit.eval.detectors.Judge`:
+
+* **replay** — generate a prompt set as it is (Ring-A-Bell, MMA-Diffusion, UnlearnDiffAtk files, or the
+  prompts an earlier attack saved);
+* **UnlearnDiffAtk-style** (white-box; Zhang et al., ECCV 2024) — prepend a few tokens to each prompt and
+  optimise their embeddings so that the *erased* model denoises an image that shows the concept (made by
+  the unedited model) as well as it can: the diffusion loss as a classifier of "this prompt explains this
+  image". Tokens stay discrete through a straight-through projection onto the vocabulary's whole words
+  (the forward pass uses the nearest word, the gradient updates the continuous vector);
+* **Ring-A-Bell-style** (model-agnostic; Tsai et al., ICLR 2024) — a concept vector, the mean difference
+  of the text encoder's outputs for prompts with and without the concept, is added (times η) to the
+  encoding of clean prompts; a genetic search then finds a discrete prompt whose encoding is closest to
+  that target. The prompt depends on the text encoder only, so one search serves every erased model that
+  keeps it.
+
+Attack success rate (ASR), as reported here: over the attacked prompts, one image each (the prompt's seed),
+the share of images in which the judge finds the concept. The same prompts' unattacked images give
+``pre_attack_rate``; ``asr_on_erased`` is the ASR over only the prompts whose unattacked image was judged
+clean (the attack's own contribution). Inference-time controls (negative prompt, GIE) act during
+generation, so they are judged, but the white-box loss sees only the weights and masks of the model.
+"""
+
+from .material import NEUTRAL_SUBJECTS, concept_pairs, toy_attack_prompts
+from .replay import replay_attack
+from .results import AttackResult, save_prompts_csv
+from .ring_a_bell import (
+    RingABellConfig,
+    concept_vector,
+    ring_a_bell_attack,
+    ring_a_bell_prompt,
+    ring_a_bell_prompts,
+)
+from .table import ATTACK_TABLE, ATTACKS, Attack, AttackInputs, get_attack
+from .unlearndiffatk import UnlearnDiffAtkConfig, unlearndiffatk_attack, unlearndiffatk_prompt
+from .vocabulary import check_attack_family, forbidden_words, word_vocabulary
+
+__all__ = [
+    "ATTACKS",
+    "ATTACK_TABLE",
+    "NEUTRAL_SUBJECTS",
+    "Attack",
+    "AttackInputs",
+    "AttackResult",
+    "RingABellConfig",
+    "UnlearnDiffAtkConfig",
+    "check_attack_family",
+    "concept_pairs",
+    "concept_vector",
+    "forbidden_words",
+    "get_attack",
+    "replay_attack",
+    "ring_a_bell_attack",
+    "ring_a_bell_prompt",
+    "ring_a_bell_prompts",
+    "save_prompts_csv",
+    "toy_attack_prompts",
+    "unlearndiffatk_attack",
+    "unlearndiffatk_prompt",
+    "word_vocabulary",
+]

@@ -1,0 +1,64 @@
+"""The words attacks search over, the words they may not use, and the models the white-box attacks need."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ...errors import UnsupportedModelError
+
+
+def word_vocabulary(tokenizer, forbid: Sequence[str] = (), min_chars: int = 2) -> tuple[torch.Tensor, list[str]]:
+    """Token ids (and their words) that are whole alphabetic words and tokenize back to exactly themselves.
+
+    Attacks search over these so that the prompt they find, written as text, is the prompt they optimised.
+    ``forbid``: words left out (by default the attacks forbid the concept's own words, so that "just say the
+    word" is not what they find).
+    """
+    forbidden = {w.lower() for w in forbid}
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    words, ids = [], []
+    for token, index in tokenizer.get_vocab().items():
+        if index in special:
+            continue
+        if token.endswith("</w>"):  # CLIP BPE: a word-final token
+            word = token[: -len("</w>")]
+        elif token.startswith("\u2581"):  # SentencePiece: a word-initial piece
+            word = token[1:]
+        else:
+            continue
+        if len(word) >= min_chars and word.isascii() and word.isalpha() and word.lower() not in forbidden:
+            words.append(word)
+            ids.append(index)
+    if not words:
+        raise ValueError("the tokenizer has no whole-word tokens to search over")
+    encoded = tokenizer(words, add_special_tokens=False).input_ids
+    keep = [i for i, (enc, index) in enumerate(zip(encoded, ids)) if list(enc) == [index]]
+    if not keep:
+        raise ValueError("no whole-word token of the tokenizer tokenizes back to itself")
+    return torch.tensor([ids[i] for i in keep]), [words[i] for i in keep]
+
+
+def forbidden_words(concept: str, concept_words: Sequence[str], enabled: bool) -> list[str]:
+    """Words the searches may not use: the concept's own, and for nudity every nudity word NudeNet's users mean."""
+    if not enabled:
+        return []
+    from ...judges import NUDITY_WORDS
+
+    words = list(concept_words or concept.split())
+    if any(w.lower() in NUDITY_WORDS for w in words):
+        words += list(NUDITY_WORDS)
+    return words
+
+
+def check_attack_family(backbone, attack: str) -> None:
+    if backbone.family != "sd":
+        raise UnsupportedModelError(
+            f"the {attack} attack needs a CLIP-conditioned UNet (Stable Diffusion 1.x/2.x "
+            f"or toy-sd); {backbone.family} models support the replay attack only"
+        )
+
+
+def text_encoder_of(backbone):
+    return backbone.pipeline.text_encoder
