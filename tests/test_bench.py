@@ -46,6 +46,9 @@ def test_bench_fills_every_cell_and_writes_results_and_report(finished_bench):
     stages = cells["negprompt/star"]["stages"]
     assert {s: v["status"] for s, v in stages.items()} == {"erase": "done", "toy": "done", "attack": "done"}
     assert set(stages["attack"]["attacks"]) == {"unlearndiffatk", "ring-a-bell"}
+    rates = {a: d["metrics"]["attack_success_rate"] for a, d in stages["attack"]["attacks"].items()}
+    worst = stages["attack"]["worst_case"]
+    assert worst["asr"] == max(rates.values()) and rates[worst["attack"]] == worst["asr"]
     assert 0.0 <= stages["toy"]["metrics"]["erasure_rate"] <= 1.0
     saved = json.loads((out / "results.json").read_text())
     assert saved["cells"].keys() == cells.keys()
@@ -56,6 +59,16 @@ def test_bench_fills_every_cell_and_writes_results_and_report(finished_bench):
     html = (out / "report.html").read_text()
     assert "<svg" in html and "Attack success rate" in html and "data:image/png;base64," in html
     assert "negprompt" in html and "asr_unlearndiffatk" in html
+    assert "asr_worst_case" in html and "Worst-case attack success rate" in html
+
+
+def test_worst_case_is_the_largest_rate_over_the_attacks():
+    def result(rate):
+        return {"metrics": {"attack_success_rate": rate}}
+
+    got = bench_module.worst_case({"replay": result(0.1), "p4d": result(0.6), "ring-a-bell": result(float("nan"))})
+    assert got == {"asr": 0.6, "attack": "p4d", "over": ["p4d", "replay", "ring-a-bell"]}
+    assert bench_module.worst_case({"replay": result(None)})["asr"] is None
 
 
 def test_bench_rerun_skips_finished_stages_and_retries_failed_ones(finished_bench, monkeypatch, tmp_path):

@@ -324,7 +324,21 @@ def _attack_stage(bench: Bench, method: str, concept: str, material: _AttackMate
         images[f"attack_{attack}"] = result.images
         images[f"attack_{attack}_pre"] = result.pre_images
     bench.save_images(method, concept, images)
-    return {"attacks": out}
+    return {"attacks": out, "worst_case": worst_case(out)}
+
+
+def worst_case(attacks: dict[str, dict]) -> dict:
+    """The largest attack success rate over the attacks run (the number a user should quote for the edit), and
+    the attack that reached it; NaN rates (no prompts) are skipped."""
+    rates = {
+        name: data["metrics"]["attack_success_rate"]
+        for name, data in attacks.items()
+        if data["metrics"]["attack_success_rate"] is not None and not math.isnan(data["metrics"]["attack_success_rate"])
+    }
+    if not rates:
+        return {"asr": None, "attack": None, "over": sorted(attacks)}
+    attack = max(rates, key=lambda name: (rates[name], name))
+    return {"asr": rates[attack], "attack": attack, "over": sorted(attacks)}
 
 
 # -------------------------------------------------------------------------------------------------- runner
@@ -396,6 +410,8 @@ def summary_rows(results: dict) -> list[dict]:
         for attack, data in (stages.get("attack", {}).get("attacks") or {}).items():
             metrics[f"asr_{attack}"] = data["metrics"]["attack_success_rate"]
             metrics[f"pre_attack_rate_{attack}"] = data["metrics"]["pre_attack_rate"]
+        if "worst_case" in stages.get("attack", {}):
+            metrics["asr_worst_case"] = stages["attack"]["worst_case"]["asr"]
         erase = stages.get("erase", {})
         if "erase_seconds" in erase:
             metrics["erase_seconds"] = erase["erase_seconds"]
@@ -433,7 +449,7 @@ def write_bench_report(bench: Bench) -> Path:
                 "preserve accuracy (other prompts)",
             )
         )
-    for attack in bench.config.attacks:
+    for attack in (*bench.config.attacks, "worst_case"):
         key = f"asr_{attack}"
         if any(key in r["metrics"] for r in rows):
             series = {
@@ -443,7 +459,10 @@ def write_bench_report(bench: Bench) -> Path:
                 ]
                 for c in concepts
             }
-            plots.append(svg_bars(methods, series, f"Attack success rate: {attack}", "attack success rate"))
+            title = (
+                "Worst-case attack success rate (the largest over the attacks)" if attack == "worst_case" else attack
+            )
+            plots.append(svg_bars(methods, series, f"Attack success rate: {title}", "attack success rate"))
     if plots:
         sections.append(("Plots", f'<div class="plots">{"".join(plots)}</div>'))
     failures = [f"{r['method']}/{r['concept']}: {f}" for r in rows for f in r.get("failed", [])]
