@@ -9,7 +9,7 @@ import torch
 
 from ...progress import progress_bar
 from .results import AttackResult, finish_attack
-from .vocabulary import check_attack_family, forbidden_words, text_encoder_of, word_vocabulary
+from .vocabulary import check_attack_family, forbidden_words, text_encoder_of, word_rows_input_ids, word_vocabulary
 
 
 @dataclass
@@ -48,17 +48,8 @@ def concept_vector(backbone, with_concept: Sequence[str], without_concept: Seque
 @torch.no_grad()
 def _encode_ids(backbone, token_ids: torch.Tensor) -> torch.Tensor:
     """Encodings of prompts given as word-token rows ``(P, n)``: BOS + words + EOS, padded as the pipeline does."""
-    tok = backbone.tokenizer
-    length = backbone.text_length
-    rows = token_ids.shape[0]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    full = torch.full((rows, length), pad, dtype=torch.long)
-    full[:, 0] = tok.bos_token_id
-    n = min(token_ids.shape[1], length - 2)
-    full[:, 1 : 1 + n] = token_ids[:, :n]
-    full[:, 1 + n] = tok.eos_token_id
     encoder = text_encoder_of(backbone)
-    return encoder(full.to(encoder.device))[0].float()
+    return encoder(word_rows_input_ids(backbone, token_ids).to(encoder.device))[0].float()
 
 
 @torch.no_grad()

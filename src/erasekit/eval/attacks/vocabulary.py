@@ -9,14 +9,21 @@ import torch
 from ...errors import UnsupportedModelError
 
 
-def word_vocabulary(tokenizer, forbid: Sequence[str] = (), min_chars: int = 2) -> tuple[torch.Tensor, list[str]]:
+def word_vocabulary(
+    tokenizer, forbid: Sequence[str] = (), min_chars: int = 2, substrings: bool = False
+) -> tuple[torch.Tensor, list[str]]:
     """Token ids (and their words) that are whole alphabetic words and tokenize back to exactly themselves.
 
     Attacks search over these so that the prompt they find, written as text, is the prompt they optimised.
     ``forbid``: words left out (by default the attacks forbid the concept's own words, so that "just say the
-    word" is not what they find).
+    word" is not what they find); with ``substrings``, also every word that contains one ("stars", "nudes").
     """
     forbidden = {w.lower() for w in forbid}
+
+    def banned(word: str) -> bool:
+        word = word.lower()
+        return word in forbidden or (substrings and any(f in word for f in forbidden if f))
+
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     words, ids = [], []
     for token, index in tokenizer.get_vocab().items():
@@ -28,7 +35,7 @@ def word_vocabulary(tokenizer, forbid: Sequence[str] = (), min_chars: int = 2) -
             word = token[1:]
         else:
             continue
-        if len(word) >= min_chars and word.isascii() and word.isalpha() and word.lower() not in forbidden:
+        if len(word) >= min_chars and word.isascii() and word.isalpha() and not banned(word):
             words.append(word)
             ids.append(index)
     if not words:
@@ -62,3 +69,17 @@ def check_attack_family(backbone, attack: str) -> None:
 
 def text_encoder_of(backbone):
     return backbone.pipeline.text_encoder
+
+
+def word_rows_input_ids(backbone, token_ids: torch.Tensor) -> torch.Tensor:
+    """Text-encoder input ids of prompts given as word-token rows ``(P, n)``: BOS + words + EOS, then padding to
+    the pipeline's text length, as the pipeline's tokenizer call makes them."""
+    tok = backbone.tokenizer
+    length = backbone.text_length
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    full = torch.full((token_ids.shape[0], length), pad, dtype=torch.long)
+    full[:, 0] = tok.bos_token_id
+    n = min(token_ids.shape[1], length - 2)
+    full[:, 1 : 1 + n] = token_ids[:, :n]
+    full[:, 1 + n] = tok.eos_token_id
+    return full
