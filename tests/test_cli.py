@@ -344,6 +344,35 @@ def test_attack_replay_and_ring_a_bell_from_the_cli(tmp_path):
     assert (tmp_path / "rab" / "prompts.csv").exists() and (tmp_path / "rab" / "images.png").exists()
 
 
+@pytest.mark.parametrize("kind", ["mma", "p4d-n", "p4d-k"])
+def test_mma_and_p4d_from_the_cli(tmp_path, kind):
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("prompt,evaluation_seed\na red striped star,1\n")
+    code, output = run(
+        "attack",
+        "-c",
+        "star",
+        "--prompts",
+        str(prompts),
+        "--attack",
+        kind,
+        "--attack-steps",
+        "2",
+        "--out",
+        str(tmp_path / kind),
+    )
+    assert code == 0, output
+    result = json.loads((tmp_path / kind / "results.json").read_text())
+    assert result["attack"] == kind and len(result["items"]) == 1
+    item = result["items"][0]
+    assert item["source_prompt"] == "a red striped star"
+    if kind == "p4d-k":  # a learned word before every 3 of the prompt's: [x] a red striped [x] star
+        words = item["prompt"].split()
+        assert len(words) == 6 and words[1:4] == ["a", "red", "striped"] and words[5] == "star"
+    else:
+        assert "star" not in item["prompt"].split()
+
+
 def test_white_box_attack_judged_by_nudenet_from_the_cli(tmp_path):
     """The plumbing of the nudity setting (NudeNet judge, nudity words forbidden) on toy-sd."""
     prompts = tmp_path / "p.txt"

@@ -20,21 +20,23 @@ def attack(
         help="Prompts to attack (CSV with a 'prompt' column, or .txt); replay generates them as they are.",
     ),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for results.json, prompts.csv, images.png."),
-    kind: str = typer.Option("unlearndiffatk", "--attack", help="replay, unlearndiffatk or ring-a-bell."),
+    kind: str = typer.Option(
+        "unlearndiffatk", "--attack", help="replay, unlearndiffatk, ring-a-bell, mma, p4d-n or p4d-k."
+    ),
     model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
     edit: Optional[list[Path]] = typer.Option(None, "--edit", help="Edit folder(s) of the erased model."),
     judge: str = typer.Option("auto", help="auto, toy, nudenet or clip."),
     threshold: str = typer.Option("standard", help="NudeNet threshold: a number or standard/sensitive/strict."),
     clip: Optional[Path] = typer.Option(None, help="A local CLIP folder (the CLIP judge)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N prompts."),
-    attack_steps: int = typer.Option(40, min=1, help="UnlearnDiffAtk: optimisation steps per prompt."),
+    attack_steps: int = typer.Option(40, min=1, help="UnlearnDiffAtk, P4D, MMA: optimisation steps per prompt."),
     generations: int = typer.Option(150, min=1, help="Ring-A-Bell: generations of the genetic search."),
     eta: float = typer.Option(3.0, min=0, callback=finite, help="Ring-A-Bell: strength of the concept vector."),
     seed: int = typer.Option(0, min=0, help="Seed of prompt i when the file has none: seed + i."),
     overwrite: bool = typer.Option(False, help="Replace an earlier attack's --out folder (only one erasekit wrote)."),
 ):
     """Attack an erased model and report the attack success rate (see README: Attacks)."""
-    from ..eval.attacks import RingABellConfig, UnlearnDiffAtkConfig
+    from ..eval.attacks import MMAConfig, P4DConfig, RingABellConfig, UnlearnDiffAtkConfig
     from ..judges import make_judge
     from ..models import toy_world_version
     from ..outputs import check_output_dir
@@ -57,8 +59,12 @@ def attack(
         prompt_set.seeds_or(seed),
         the_judge,
         out_dir,
-        unlearndiffatk=UnlearnDiffAtkConfig(steps=attack_steps, seed=seed),
-        ring_a_bell=RingABellConfig(generations=generations, eta=eta, seed=seed),
+        configs={
+            "unlearndiffatk": UnlearnDiffAtkConfig(steps=attack_steps, seed=seed),
+            "ring_a_bell": RingABellConfig(generations=generations, eta=eta, seed=seed),
+            "mma": MMAConfig(steps=attack_steps, seed=seed),
+            "p4d": P4DConfig(steps=attack_steps, seed=seed),
+        },
         overwrite=overwrite,
     )
     m = result.metrics()

@@ -28,7 +28,10 @@ def bench(
     concepts: list[str] = typer.Option(..., "--concepts", "-c", help="Concepts, comma-separated or repeated."),
     model: str = typer.Option("toy-sd", help="A toy model (the suites judge with the toy classifier)."),
     suites: str = typer.Option("toy,attack", help="Suites: toy (erasure, preservation), attack (attack success)."),
-    attacks: str = typer.Option("unlearndiffatk,ring-a-bell", help="Attacks the attack suite runs."),
+    attacks: str = typer.Option(
+        "unlearndiffatk,ring-a-bell",
+        help="Attacks the attack suite runs (replay, unlearndiffatk, ring-a-bell, mma, p4d-n, p4d-k).",
+    ),
     out_dir: Path = typer.Option(Path("bench"), "--out", "-o", help="Folder for results.json, report.html, edits."),
     n: int = typer.Option(40, min=2, help="Prompts per group of the toy suite (neighbour: n/2)."),
     n_attack: int = typer.Option(12, min=1, help="Prompts attacked per cell and attack."),

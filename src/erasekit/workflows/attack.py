@@ -9,16 +9,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_directory, write_json
-from ..eval.attacks import (
-    AttackInputs,
-    AttackResult,
-    RingABellConfig,
-    UnlearnDiffAtkConfig,
-    concept_pairs,
-    get_attack,
-    ring_a_bell_prompts,
-    toy_attack_prompts,
-)
+from ..eval.attacks import AttackInputs, AttackResult, concept_pairs, get_attack, toy_attack_prompts
 from ..eval.report import image_grid
 from ..generate import generate
 from ..methods import load_edits, load_model
@@ -36,8 +27,7 @@ def run_attack(
     judge,
     out: str | Path,
     *,
-    unlearndiffatk: UnlearnDiffAtkConfig | None = None,
-    ring_a_bell: RingABellConfig | None = None,
+    configs: dict | None = None,
     progress: bool = True,
     overwrite: bool = False,
     **gen_kwargs,
@@ -46,34 +36,31 @@ def run_attack(
     (``<out>/prompts.csv``, replayable) and a few image rows (``<out>/images.png``: source above, attacked below).
 
     ``out`` must be new, or with ``overwrite`` an earlier attack's folder; it is written whole at the end, so an
-    interrupted attack leaves the earlier folder as it was."""
+    interrupted attack leaves the earlier folder as it was. ``configs``: attack configs by ``Attack.config_key``
+    (``{"unlearndiffatk": UnlearnDiffAtkConfig(...)}``); an attack without one runs with its defaults."""
     spec = get_attack(attack)
     out = check_output_dir(out, overwrite)
     edits = load_edits(edits)
     backbone = load_model(model, edits)
     spec.check(backbone)
+    config = spec.config(configs)
     inputs = AttackInputs(list(prompts), list(seeds))
+    unedited = load(model) if (spec.needs_targets or spec.needs_reference or spec.transfer_search) else None
     if spec.needs_targets:
-        inputs = replace(inputs, targets=generate(load(model), list(prompts), list(seeds), **gen_kwargs))
-    if spec.needs_ring_prompts:
+        inputs = replace(inputs, targets=generate(unedited, list(prompts), list(seeds), **gen_kwargs))
+    if spec.needs_reference:
+        inputs = replace(inputs, reference=unedited)
+    if spec.transfer_search is not None:
         if backbone.is_toy:
             material = toy_attack_prompts(concept, 1, world_version=backbone.toy_world_version)
             with_, without = material["with"], material["without"]
         else:
             with_, without = concept_pairs(concept)
-        # Searched on the unedited text encoder, as Ring-A-Bell does: the prompts transfer to any erased model.
-        found, _ = ring_a_bell_prompts(load(model), prompts, with_, without, concept, ring_a_bell, progress=progress)
-        inputs = replace(inputs, ring_prompts=found, with_concept=with_, without_concept=without)
-    result = spec.run(
-        backbone,
-        inputs,
-        judge,
-        concept,
-        unlearndiffatk=unlearndiffatk,
-        ring_a_bell=ring_a_bell,
-        progress=progress,
-        **gen_kwargs,
-    )
+        inputs = replace(inputs, with_concept=with_, without_concept=without)
+        # Searched on the unedited text encoder: the prompts transfer to any erased model that keeps it.
+        found = spec.transfer_search(unedited, inputs, concept, config, progress=progress)
+        inputs = replace(inputs, transfer_prompts=found)
+    result = spec.run(backbone, inputs, judge, concept, config, progress=progress, **gen_kwargs)
     payload = result.to_json() | {"model": model, "edits": [f"{e.method} ({', '.join(e.concepts)})" for e in edits]}
     with atomic_directory(out) as tmp:
         result.save_prompts(tmp / "prompts.csv")

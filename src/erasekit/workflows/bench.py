@@ -29,11 +29,13 @@ from ..errors import ErasekitError, InvalidArgumentError
 from ..eval import provenance
 from ..eval.attacks import (
     ATTACK_TABLE,
+    Attack,
     AttackInputs,
+    MMAConfig,
+    P4DConfig,
     RingABellConfig,
     UnlearnDiffAtkConfig,
     get_attack,
-    ring_a_bell_prompts,
     save_prompts_csv,
     toy_attack_prompts,
 )
@@ -61,7 +63,7 @@ class BenchConfig:
         attacks: which attacks of ``eval.attacks.ATTACK_TABLE`` the attack suite runs (default ``ATTACKS``).
         settings: per-method settings, ``{"abo": {"steps": 100}}``, as ``erasekit erase --set`` takes them.
         seed: seeds erasure, prompt sets and attacks.
-        unlearndiffatk, ring_a_bell: the attacks' configs.
+        unlearndiffatk, ring_a_bell, mma, p4d: the attacks' configs (``p4d`` serves P4D-N and P4D-K).
     """
 
     model: str
@@ -76,12 +78,13 @@ class BenchConfig:
     seed: int = 0
     unlearndiffatk: UnlearnDiffAtkConfig = field(default_factory=UnlearnDiffAtkConfig)
     ring_a_bell: RingABellConfig = field(default_factory=RingABellConfig)
+    mma: MMAConfig = field(default_factory=MMAConfig)
+    p4d: P4DConfig = field(default_factory=P4DConfig)
 
     def __post_init__(self):
-        if isinstance(self.unlearndiffatk, dict):
-            self.unlearndiffatk = UnlearnDiffAtkConfig(**self.unlearndiffatk)
-        if isinstance(self.ring_a_bell, dict):
-            self.ring_a_bell = RingABellConfig(**self.ring_a_bell)
+        for name, cls in _ATTACK_CONFIGS.items():
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, cls(**getattr(self, name)))
         for name, values in (("methods", self.methods), ("concepts", self.concepts), ("suites", self.suites)):
             if not values:
                 raise InvalidArgumentError(f"the benchmark needs at least one of {name}")
@@ -104,7 +107,24 @@ class BenchConfig:
             "settings": self.settings,
             "unlearndiffatk": asdict(self.unlearndiffatk),
             "ring_a_bell": asdict(self.ring_a_bell),
+        } | {  # the newer attacks' configs only where they run: earlier benchmarks stay resumable
+            key: asdict(getattr(self, key))
+            for key in ("mma", "p4d")
+            if any(ATTACK_TABLE[a].config_key == key for a in self.attacks)
         }
+
+    def attack_config(self, spec: Attack):
+        """The config this benchmark runs ``spec`` with (``None`` for an attack without settings)."""
+        return getattr(self, spec.config_key) if spec.config_key else None
+
+
+# BenchConfig's field per attack config (``Attack.config_key``) and its class.
+_ATTACK_CONFIGS = {
+    "unlearndiffatk": UnlearnDiffAtkConfig,
+    "ring_a_bell": RingABellConfig,
+    "mma": MMAConfig,
+    "p4d": P4DConfig,
+}
 
 
 def cell_key(method: str, concept: str) -> str:
@@ -268,56 +288,55 @@ class _AttackMaterial:
                 self.targets = generate(base, self.material["target"], self.material["seeds"])
                 with atomic_path(targets_path) as tmp:  # a run killed mid-write must not leave a cut-short cache
                     save_file({"images": self.targets.contiguous()}, tmp)
-        self.ring_path = folder / f"ring-a-bell-{concept}.csv"
-        self.ring_prompts = None
-        if any(a.needs_ring_prompts for a in attacks):
-            if self.ring_path.exists():
+        # Transfer attacks search once on the unedited model's text encoder; every model of the concept replays them.
+        self.transfer_prompts: dict[str, list[str]] = {}
+        for spec in attacks:
+            if spec.transfer_search is None:
+                continue
+            path = folder / f"{spec.name}-{concept}.csv"
+            sources = self.material[spec.toy_prompts]
+            if path.exists():
                 from ..prompt_sets import load_prompt_set
 
-                self.ring_prompts = load_prompt_set("csv", self.ring_path).prompts
-            else:
-                base = base or load(bench.config.model)
-                prompts, _ = ring_a_bell_prompts(
-                    base,
-                    self.material["clean"],
-                    self.material["with"],
-                    self.material["without"],
-                    concept,
-                    bench.config.ring_a_bell,
-                    progress=False,
-                )
-                self.ring_prompts = prompts
-                save_prompts_csv(self.ring_path, "ring-a-bell", prompts, self.material["seeds"], self.material["clean"])
+                self.transfer_prompts[spec.name] = load_prompt_set("csv", path).prompts
+                continue
+            base = base or load(bench.config.model)
+            inputs = AttackInputs(
+                sources,
+                self.material["seeds"],
+                with_concept=self.material["with"],
+                without_concept=self.material["without"],
+            )
+            found = spec.transfer_search(base, inputs, concept, bench.config.attack_config(spec), progress=False)
+            self.transfer_prompts[spec.name] = found
+            save_prompts_csv(path, spec.name, found, self.material["seeds"], sources)
 
 
 def _attack_stage(bench: Bench, method: str, concept: str, material: _AttackMaterial) -> dict:
     from ..judges import ToyJudge
     from ..methods import load_model
+    from ..models import load
 
     edits = [] if method == BASELINE else [_edit_dir(bench, method, concept)]
     backbone = load_model(bench.config.model, edits)
+    reference = None
     judge = ToyJudge(world_version=backbone.toy_world_version)
     m = material.material
     out, images = {}, {}
     for attack in bench.config.attacks:
         spec = get_attack(attack)
+        if spec.needs_reference and reference is None:
+            reference = load(bench.config.model)
         inputs = AttackInputs(
             m[spec.toy_prompts],
             m["seeds"],
             targets=material.targets,
-            ring_prompts=material.ring_prompts,
+            transfer_prompts=material.transfer_prompts.get(attack),
             with_concept=m["with"],
             without_concept=m["without"],
+            reference=reference,
         )
-        result = spec.run(
-            backbone,
-            inputs,
-            judge,
-            concept,
-            unlearndiffatk=bench.config.unlearndiffatk,
-            ring_a_bell=bench.config.ring_a_bell,
-            progress=False,
-        )
+        result = spec.run(backbone, inputs, judge, concept, bench.config.attack_config(spec), progress=False)
         if spec.per_model_prompts:  # the others' prompts are the same for every model of the concept
             result.save_prompts(bench.out / "attacks" / f"{attack}-{method}-{concept}.csv")
         out[attack] = result.to_json()

@@ -1,6 +1,6 @@
 """Attacks against an erased model: does the concept come back under adversarial prompts?
 
-Three attacks, each ending in ordinary text prompts (so every prompt an attack finds can be saved, replayed
+The attacks, each ending in ordinary text prompts (so every prompt an attack finds can be saved, replayed
 on any model and reviewed by a person), generated through :func:`erasekit.generate.generate` with every
 applied Edit in effect, and judged by a :class:`~erasekit.eval.detectors.Judge`:
 
@@ -15,16 +15,23 @@ applied Edit in effect, and judged by a :class:`~erasekit.eval.detectors.Judge`:
   of the text encoder's outputs for prompts with and without the concept, is added (times η) to the
   encoding of clean prompts; a genetic search then finds a discrete prompt whose encoding is closest to
   that target. The prompt depends on the text encoder only, so one search serves every erased model that
-  keeps it.
+  keeps it;
+* **MMA-Diffusion, text part** (transfer; Yang et al., CVPR 2024) — a GCG-style discrete search for a prompt
+  without the concept's words whose text encoding matches the concept prompt's (``mma.py``);
+* **P4D-N / P4D-K** (white-box; Chin et al., ICML 2024) — tokens learned so that the erased model's noise
+  prediction matches the unedited model's for the concept prompt (``p4d.py``).
 
 Attack success rate (ASR), as reported here: over the attacked prompts, one image each (the prompt's seed),
 the share of images in which the judge finds the concept. The same prompts' unattacked images give
 ``pre_attack_rate``; ``asr_on_erased`` is the ASR over only the prompts whose unattacked image was judged
-clean (the attack's own contribution). Inference-time controls (negative prompt, GIE) act during
-generation, so they are judged, but the white-box loss sees only the weights and masks of the model.
+clean (the attack's own contribution). Inference-time controls (negative prompt, SLD, GIE) act during
+generation, so they are judged; UnlearnDiffAtk's loss sees only the weights and masks of the model, P4D's
+follows a negative prompt and SLD as well (``white_box.controlled_prediction``).
 """
 
 from .material import NEUTRAL_SUBJECTS, concept_pairs, toy_attack_prompts
+from .mma import MMAConfig, mma_attack, mma_prompts
+from .p4d import P4DConfig, p4d_attack
 from .replay import replay_attack
 from .results import AttackResult, save_prompts_csv
 from .ring_a_bell import (
@@ -43,6 +50,8 @@ __all__ = [
     "ATTACK_TABLE",
     "NEUTRAL_SUBJECTS",
     "Attack",
+    "MMAConfig",
+    "P4DConfig",
     "AttackInputs",
     "AttackResult",
     "RingABellConfig",
@@ -52,6 +61,9 @@ __all__ = [
     "concept_vector",
     "forbidden_words",
     "get_attack",
+    "mma_attack",
+    "mma_prompts",
+    "p4d_attack",
     "replay_attack",
     "ring_a_bell_attack",
     "ring_a_bell_prompt",
