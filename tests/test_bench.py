@@ -129,3 +129,24 @@ def test_report_renders_in_headless_chromium(finished_bench, tmp_path):
     assert pixels.shape[:2] == (1600, 1200)
     # Rendered content (text, plot, images), not a blank page: many distinct colours.
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
+
+
+def test_bench_runs_the_newer_attacks_and_quotes_the_worst(tmp_path):
+    from erasekit.eval.attacks import MMAConfig, P4DConfig, TextualInversionConfig
+
+    config = _config(
+        tmp_path,
+        suites=["attack"],
+        attacks=["mma", "p4d-n", "textual-inversion"],
+        mma=MMAConfig(n_tokens=3, steps=1, batch=4),
+        p4d=P4DConfig(n_tokens=2, steps=1, select_timesteps=1),
+        textual_inversion=TextualInversionConfig(steps=1, batch_size=1),
+    )
+    results = run_bench(config, progress=False, log=lambda *_: None)
+    stage = results["cells"]["negprompt/star"]["stages"]["attack"]
+    assert set(stage["attacks"]) == {"mma", "p4d-n", "textual-inversion"}
+    assert stage["worst_case"]["over"] == sorted(stage["attacks"])
+    assert (tmp_path / "attacks" / "mma-star.csv").exists()  # searched once on the unedited encoder
+    assert (tmp_path / "attacks" / "textual-inversion-negprompt-star.safetensors").exists()
+    assert "textual_inversion" in config.identity() and "mma" in config.identity()
+    assert "mma" not in _config(tmp_path).identity()  # earlier benchmarks' identity is unchanged

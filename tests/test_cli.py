@@ -373,6 +373,58 @@ def test_mma_and_p4d_from_the_cli(tmp_path, kind):
         assert "star" not in item["prompt"].split()
 
 
+def test_textual_inversion_from_the_cli_and_its_replay(tmp_path):
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("prompt,evaluation_seed\na red striped star,1\n")
+    code, output = run(
+        "attack",
+        "-c",
+        "star",
+        "--prompts",
+        str(prompts),
+        "--attack",
+        "textual-inversion",
+        "--ti-steps",
+        "2",
+        "--out",
+        str(tmp_path / "ti"),
+    )
+    assert code == 0, output
+    result = json.loads((tmp_path / "ti" / "results.json").read_text())
+    assert result["items"][0]["prompt"] == "a red striped <erasekit-inverted>"
+    assert (tmp_path / "ti" / "embedding.safetensors").exists()
+    code, output = run(
+        "attack",
+        "-c",
+        "star",
+        "--prompts",
+        str(tmp_path / "ti" / "prompts.csv"),
+        "--attack",
+        "replay",
+        "--embedding",
+        str(tmp_path / "ti" / "embedding.safetensors"),
+        "--out",
+        str(tmp_path / "replay"),
+    )
+    assert code == 0, output
+    replay = json.loads((tmp_path / "replay" / "results.json").read_text())
+    assert replay["items"][0]["present"] == result["items"][0]["present"]  # the replay draws what the attack drew
+    code, output = run(
+        "attack",
+        "-c",
+        "star",
+        "--prompts",
+        str(prompts),
+        "--attack",
+        "textual-inversion",
+        "--model",
+        "toy-flux",
+        "--out",
+        str(tmp_path / "flux"),
+    )
+    assert code != 0 and "textual inversion" in output and "Traceback" not in output
+
+
 def test_white_box_attack_judged_by_nudenet_from_the_cli(tmp_path):
     """The plumbing of the nudity setting (NudeNet judge, nudity words forbidden) on toy-sd."""
     prompts = tmp_path / "p.txt"

@@ -21,7 +21,9 @@ def attack(
     ),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for results.json, prompts.csv, images.png."),
     kind: str = typer.Option(
-        "unlearndiffatk", "--attack", help="replay, unlearndiffatk, ring-a-bell, mma, p4d-n or p4d-k."
+        "unlearndiffatk",
+        "--attack",
+        help="replay, unlearndiffatk, ring-a-bell, mma, p4d-n, p4d-k or textual-inversion.",
     ),
     model: str = typer.Option("toy-sd", help="Toy model name, local diffusers folder or hub id."),
     edit: Optional[list[Path]] = typer.Option(None, "--edit", help="Edit folder(s) of the erased model."),
@@ -33,10 +35,14 @@ def attack(
     generations: int = typer.Option(150, min=1, help="Ring-A-Bell: generations of the genetic search."),
     eta: float = typer.Option(3.0, min=0, callback=finite, help="Ring-A-Bell: strength of the concept vector."),
     seed: int = typer.Option(0, min=0, help="Seed of prompt i when the file has none: seed + i."),
+    ti_steps: int = typer.Option(200, min=1, help="Textual inversion: optimisation steps of the embedding."),
+    embedding: Optional[Path] = typer.Option(
+        None, help="A textual-inversion embedding (an earlier attack's embedding.safetensors) to generate with."
+    ),
     overwrite: bool = typer.Option(False, help="Replace an earlier attack's --out folder (only one erasekit wrote)."),
 ):
     """Attack an erased model and report the attack success rate (see README: Attacks)."""
-    from ..eval.attacks import MMAConfig, P4DConfig, RingABellConfig, UnlearnDiffAtkConfig
+    from ..eval.attacks import MMAConfig, P4DConfig, RingABellConfig, TextualInversionConfig, UnlearnDiffAtkConfig
     from ..judges import make_judge
     from ..models import toy_world_version
     from ..outputs import check_output_dir
@@ -64,7 +70,9 @@ def attack(
             "ring_a_bell": RingABellConfig(generations=generations, eta=eta, seed=seed),
             "mma": MMAConfig(steps=attack_steps, seed=seed),
             "p4d": P4DConfig(steps=attack_steps, seed=seed),
+            "textual_inversion": TextualInversionConfig(steps=ti_steps, seed=seed),
         },
+        embedding=embedding,
         overwrite=overwrite,
     )
     m = result.metrics()

@@ -34,8 +34,10 @@ from ..eval.attacks import (
     MMAConfig,
     P4DConfig,
     RingABellConfig,
+    TextualInversionConfig,
     UnlearnDiffAtkConfig,
     get_attack,
+    save_embedding,
     save_prompts_csv,
     toy_attack_prompts,
 )
@@ -63,7 +65,8 @@ class BenchConfig:
         attacks: which attacks of ``eval.attacks.ATTACK_TABLE`` the attack suite runs (default ``ATTACKS``).
         settings: per-method settings, ``{"abo": {"steps": 100}}``, as ``erasekit erase --set`` takes them.
         seed: seeds erasure, prompt sets and attacks.
-        unlearndiffatk, ring_a_bell, mma, p4d: the attacks' configs (``p4d`` serves P4D-N and P4D-K).
+        unlearndiffatk, ring_a_bell, mma, p4d, textual_inversion: the attacks' configs (``p4d`` serves P4D-N and
+            P4D-K).
     """
 
     model: str
@@ -80,6 +83,7 @@ class BenchConfig:
     ring_a_bell: RingABellConfig = field(default_factory=RingABellConfig)
     mma: MMAConfig = field(default_factory=MMAConfig)
     p4d: P4DConfig = field(default_factory=P4DConfig)
+    textual_inversion: TextualInversionConfig = field(default_factory=TextualInversionConfig)
 
     def __post_init__(self):
         for name, cls in _ATTACK_CONFIGS.items():
@@ -109,7 +113,7 @@ class BenchConfig:
             "ring_a_bell": asdict(self.ring_a_bell),
         } | {  # the newer attacks' configs only where they run: earlier benchmarks stay resumable
             key: asdict(getattr(self, key))
-            for key in ("mma", "p4d")
+            for key in ("mma", "p4d", "textual_inversion")
             if any(ATTACK_TABLE[a].config_key == key for a in self.attacks)
         }
 
@@ -124,6 +128,7 @@ _ATTACK_CONFIGS = {
     "ring_a_bell": RingABellConfig,
     "mma": MMAConfig,
     "p4d": P4DConfig,
+    "textual_inversion": TextualInversionConfig,
 }
 
 
@@ -339,6 +344,14 @@ def _attack_stage(bench: Bench, method: str, concept: str, material: _AttackMate
         result = spec.run(backbone, inputs, judge, concept, bench.config.attack_config(spec), progress=False)
         if spec.per_model_prompts:  # the others' prompts are the same for every model of the concept
             result.save_prompts(bench.out / "attacks" / f"{attack}-{method}-{concept}.csv")
+        if result.embedding is not None:
+            save_embedding(
+                bench.out / "attacks" / f"{attack}-{method}-{concept}.safetensors",
+                result.embedding["token"],
+                result.embedding["vector"],
+                backbone,
+                concept,
+            )
         out[attack] = result.to_json()
         images[f"attack_{attack}"] = result.images
         images[f"attack_{attack}_pre"] = result.pre_images

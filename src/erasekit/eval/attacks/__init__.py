@@ -19,7 +19,10 @@ applied Edit in effect, and judged by a :class:`~erasekit.eval.detectors.Judge`:
 * **MMA-Diffusion, text part** (transfer; Yang et al., CVPR 2024) — a GCG-style discrete search for a prompt
   without the concept's words whose text encoding matches the concept prompt's (``mma.py``);
 * **P4D-N / P4D-K** (white-box; Chin et al., ICML 2024) — tokens learned so that the erased model's noise
-  prediction matches the unedited model's for the concept prompt (``p4d.py``).
+  prediction matches the unedited model's for the concept prompt (``p4d.py``);
+* **textual inversion on the erased model** (white-box; Pham et al., ICLR 2024) — one new token embedding
+  learned through the erased model from the unedited model's images of the concept; it ends in a saved
+  embedding and prompts that use its token (``textual_inversion.py``).
 
 Attack success rate (ASR), as reported here: over the attacked prompts, one image each (the prompt's seed),
 the share of images in which the judge finds the concept. The same prompts' unattacked images give
@@ -42,6 +45,13 @@ from .ring_a_bell import (
     ring_a_bell_prompts,
 )
 from .table import ATTACK_TABLE, ATTACKS, Attack, AttackInputs, get_attack
+from .textual_inversion import (
+    TextualInversionConfig,
+    learn_embedding,
+    loaded_embedding,
+    save_embedding,
+    textual_inversion_attack,
+)
 from .unlearndiffatk import UnlearnDiffAtkConfig, unlearndiffatk_attack, unlearndiffatk_prompt
 from .vocabulary import check_attack_family, forbidden_words, word_vocabulary
 
@@ -55,12 +65,17 @@ __all__ = [
     "AttackInputs",
     "AttackResult",
     "RingABellConfig",
+    "TextualInversionConfig",
     "UnlearnDiffAtkConfig",
     "check_attack_family",
     "concept_pairs",
     "concept_vector",
     "forbidden_words",
     "get_attack",
+    "learn_embedding",
+    "loaded_embedding",
+    "save_embedding",
+    "textual_inversion_attack",
     "mma_attack",
     "mma_prompts",
     "p4d_attack",

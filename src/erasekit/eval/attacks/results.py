@@ -36,6 +36,7 @@ class AttackResult:
     config: dict = field(default_factory=dict)
     images: torch.Tensor | None = None  # a few attacked images, for reports
     pre_images: torch.Tensor | None = None
+    embedding: dict | None = None  # textual inversion: {"token", "vector"}, saved beside the prompts
 
     @property
     def attack_success_rate(self) -> float:

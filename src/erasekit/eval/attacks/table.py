@@ -14,6 +14,7 @@ from .p4d import P4DConfig, p4d_attack
 from .replay import replay_attack
 from .results import AttackResult
 from .ring_a_bell import RingABellConfig, ring_a_bell_attack, ring_a_bell_prompts
+from .textual_inversion import TextualInversionConfig, textual_inversion_attack
 from .unlearndiffatk import UnlearnDiffAtkConfig, unlearndiffatk_attack
 from .vocabulary import check_attack_family
 
@@ -174,6 +175,25 @@ def _p4d(variant: str) -> Attack:
     )
 
 
+def _run_textual_inversion(
+    backbone, inputs: AttackInputs, judge, concept: str, config=None, progress=True, **gen_kwargs
+):
+    if inputs.targets is None:
+        raise ValueError("textual inversion needs the unedited model's images of its prompts (targets)")
+    return textual_inversion_attack(
+        backbone,
+        inputs.reference,
+        inputs.prompts,
+        inputs.seeds,
+        inputs.targets,
+        judge,
+        concept,
+        config,
+        progress=progress,
+        **gen_kwargs,
+    )
+
+
 ATTACK_TABLE: dict[str, Attack] = {
     attack.name: attack
     for attack in (
@@ -206,6 +226,16 @@ ATTACK_TABLE: dict[str, Attack] = {
         ),
         _p4d("n"),
         _p4d("k"),
+        Attack(
+            "textual-inversion",
+            _run_textual_inversion,
+            config_cls=TextualInversionConfig,
+            config_key="textual_inversion",
+            family_check="textual inversion",
+            needs_targets=True,
+            needs_reference=True,
+            per_model_prompts=True,
+        ),
     )
 }
 ATTACKS = tuple(ATTACK_TABLE)
