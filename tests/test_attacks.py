@@ -163,3 +163,12 @@ def test_searches_forbid_the_concept_and_for_nudity_every_nudity_word():
     assert forbidden_words("star", (), True) == ["star"]
     assert {"nude", "naked", "nudity"} <= set(forbidden_words("nudity", (), True))
     assert forbidden_words("star", (), False) == []
+
+
+def test_word_vocabulary_is_in_the_same_order_for_every_tokenizer_instance():
+    from erasekit.toy.pipelines import tiny_sd_pipeline
+
+    first = word_vocabulary(tiny_sd_pipeline(seed=0).tokenizer)
+    second = word_vocabulary(tiny_sd_pipeline(seed=0).tokenizer)
+    assert first[1] == second[1] and torch.equal(first[0], second[0])
+    assert first[0].tolist() == sorted(first[0].tolist())

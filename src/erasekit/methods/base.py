@@ -27,6 +27,8 @@ class EraseRequest:
         anchor_prompts: one per target prompt, the same prompt with the target replaced by the anchor (or
             another concept): the "mismatched" or "alternative" prompts some methods need.
         workdir: where a training method keeps checkpoints; ``resume`` continues from them.
+        adversary: for a fine-tuning method with ``adversarial=true``: ``adversary(backbone, step)`` → prompt
+            prefixes that bring the target back on the model as it is now (the erase workflow builds it).
     """
 
     targets: list[str]
@@ -39,6 +41,7 @@ class EraseRequest:
     anchor_prompts: list[str] | None = None
     workdir: str | None = None
     resume: bool = False
+    adversary: Any = None
 
     def target_prompts(self) -> list[str]:
         """The prompts showing the target: given ones, or the templates filled with each target."""

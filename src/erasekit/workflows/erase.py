@@ -82,7 +82,15 @@ def erase(
         request.prompts = prompts.toy_prompts(concepts, seed=seed)
         request.preserve_prompts = prompts.toy_preserve_prompts(concepts, preserve, seed=seed + 1)
         request.anchor_prompts = prompts.toy_anchor_prompts(request.prompts, concepts, anchor, seed=seed + 2)
+    if getattr(config, "adversarial", False):
+        from .adversarial import WhiteBoxAdversary
+
+        request.adversary = WhiteBoxAdversary(
+            backbone, ", ".join(concepts), request.target_prompts(), config, seed=config.resolve_seed(seed)
+        )
     edit = erasure.erase(backbone, request, config)
+    if request.adversary is not None:
+        edit.data["adversarial"] = {"refreshes": request.adversary.history}
     # Weight deltas are checked by the engine; a mask set is a no-op when it closes no gate.
     if edit.kind == "mask_set" and all(bool(t.all()) for t in edit.tensors.values()):
         raise NoOpEditError(

@@ -26,7 +26,9 @@ def word_vocabulary(
 
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     words, ids = [], []
-    for token, index in tokenizer.get_vocab().items():
+    # In id order: a fast tokenizer's get_vocab() comes from a hash map, in another order for every instance, and
+    # the attacks draw words by their index here (an attack must find the same prompt in every process).
+    for token, index in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]):
         if index in special:
             continue
         if token.endswith("</w>"):  # CLIP BPE: a word-final token

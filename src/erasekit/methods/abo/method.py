@@ -60,7 +60,16 @@ class AllButOne(Method):
             # Before the tuner exists: a resumed run loads its half-trained weights there, and the pool must
             # come from the frozen model in every run.
             pool = self._trajectories(backbone, prompts, config, seed)
-        tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume, seed=seed)
+        tuner = FineTuner(
+            backbone,
+            self.name,
+            config,
+            request.targets,
+            request.workdir,
+            request.resume,
+            seed=seed,
+            adversary=request.adversary,
+        )
 
         def train_step(t: FineTuner) -> dict:
             pick = t.randint(len(pool["prompt_index"]), (config.batch_size,)).cpu()
@@ -69,7 +78,7 @@ class AllButOne(Method):
             steps = pool["timesteps"][step_index].to(backbone.device)
             chosen = [int(pool["prompt_index"][i]) for i in pick]
             with torch.no_grad():
-                cond = backbone.encode([prompts[i] for i in chosen])
+                cond = backbone.encode(t.adversarial([prompts[i] for i in chosen]))
                 e0_uncond = t.teacher_predict(x_t, steps, uncond)
                 if alternatives is not None:
                     alt = backbone.encode([alternatives[i] for i in chosen])

@@ -100,14 +100,24 @@ class EraseDiff(Method):
         rng = random.Random(seed)
         forget = self._generate(backbone, forget_prompts, config.num_forget, config, rng, seed, mismatched)
         remain = self._generate(backbone, remain_prompts, config.num_remain, config, rng, seed + 10_000, None)
-        tuner = FineTuner(backbone, self.name, config, request.targets, request.workdir, request.resume, seed=seed)
+        tuner = FineTuner(
+            backbone,
+            self.name,
+            config,
+            request.targets,
+            request.workdir,
+            request.resume,
+            seed=seed,
+            adversary=request.adversary,
+        )
         params = list(tuner.trainable.values())
 
         def batch(data: _Set, t: FineTuner):
             idx = t.randint(len(data.prompts), (config.batch_size,)).cpu()
             x0 = data.latents[idx].to(backbone.device)
             with torch.no_grad():
-                cond = backbone.encode([data.prompts[i] for i in idx])
+                texts = [data.prompts[i] for i in idx]
+                cond = backbone.encode(t.adversarial(texts) if data is forget else texts)
                 mism = backbone.encode([data.mismatched[i] for i in idx]) if data.mismatched else None
             noise = t.randn(*x0.shape)
             steps = backbone.random_timesteps(x0.shape[0], generator=t.generator)

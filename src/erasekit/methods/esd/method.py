@@ -60,13 +60,20 @@ class _ESDBase(Method):
         config = config or self.make_config()
         prompts = request.target_prompts()
         tuner = FineTuner(
-            backbone, self.name, config, request.targets, request.workdir, request.resume, seed=request.seed
+            backbone,
+            self.name,
+            config,
+            request.targets,
+            request.workdir,
+            request.resume,
+            seed=request.seed,
+            adversary=request.adversary,
         )
         with torch.no_grad():
             uncond = backbone.encode([""])
 
         def train_step(t: FineTuner) -> dict:
-            batch = [prompts[int(i)] for i in t.randint(len(prompts), (config.batch_size,))]
+            batch = t.adversarial([prompts[int(i)] for i in t.randint(len(prompts), (config.batch_size,))])
             with torch.no_grad():
                 cond = backbone.encode(batch)
             x_t, step_t = sample_partial_trajectory(

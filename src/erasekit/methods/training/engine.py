@@ -89,6 +89,7 @@ class FineTuner:
         workdir: str | Path | None = None,
         resume: bool = False,
         seed: int | None = None,
+        adversary: Callable | None = None,
     ):
         from accelerate import Accelerator
 
@@ -99,6 +100,13 @@ class FineTuner:
         self.workdir = Path(workdir) if workdir is not None else None
         self.step = 0
         self.seed = config.resolve_seed(seed)
+        self.adversary = adversary
+        self.adversarial_prefixes: list[str] = []
+        if getattr(config, "adversarial", False) and adversary is None:
+            raise InvalidSettingError(
+                "adversarial=true needs an adversary (the white-box attack against the model being trained), which "
+                "erasekit.erase / `erasekit erase` build; pass EraseRequest.adversary when calling a method directly"
+            )
         if config.lora_rank is not None and config.lora_rank <= 0:
             raise InvalidSettingError(f"lora_rank must be a positive integer, got {config.lora_rank}")
         groups = backbone.module_groups()
@@ -169,6 +177,22 @@ class FineTuner:
     def backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)
 
+    def adversarial(self, texts: list[str]) -> list[str]:
+        """The target prompts a method trains on, each with probability ``adversarial_share`` prefixed by one of
+        the attack's latest prefixes (``adversarial=true``); unchanged, and no random draw, otherwise."""
+        if not getattr(self.config, "adversarial", False) or not self.adversarial_prefixes:
+            return list(texts)
+        out = []
+        for text in texts:
+            if float(self.rand(1)) < self.config.adversarial_share:
+                prefix = self.adversarial_prefixes[int(self.randint(len(self.adversarial_prefixes), (1,)))]
+                text = f"{prefix} {text}"
+            out.append(text)
+        return out
+
+    def _refresh_adversary(self) -> None:
+        self.adversarial_prefixes = list(self.adversary(self.backbone, self.step))
+
     def run(self, train_step: Callable[[FineTuner], dict[str, float]], description: str | None = None) -> dict:
         """Call ``train_step(self)`` until ``config.steps``; it computes gradients and returns its logs.
 
@@ -180,6 +204,10 @@ class FineTuner:
         with progress_bar(description or self.method, total=cfg.steps) as bar:
             bar.update(self.step)
             while self.step < cfg.steps:
+                if getattr(cfg, "adversarial", False) and (
+                    self.step % cfg.adversarial_every == 0 or not self.adversarial_prefixes
+                ):
+                    self._refresh_adversary()
                 self.optimizer.zero_grad(set_to_none=True)
                 logs = train_step(self)
                 if not all(math.isfinite(float(v)) for v in logs.values()):
@@ -269,8 +297,10 @@ class FineTuner:
 
     def save_checkpoint(self) -> Path | None:
         """Write the trained tensors, optimizer moments and RNG states atomically (``checkpoint``'s format)."""
-        return self.checkpoint.save(self.step, self.trainable, self.optimizer, self._generators(), self.rng)
+        extra = {"adversarial_prefixes": self.adversarial_prefixes} if self.adversarial_prefixes else None
+        return self.checkpoint.save(self.step, self.trainable, self.optimizer, self._generators(), self.rng, extra)
 
     def _resume(self) -> None:
         """Continue from the checkpoint; none yet is a fresh start from step 0 (``checkpoint``'s resume rule)."""
         self.step = self.checkpoint.restore(self.trainable, self.optimizer, self._generators(), self.rng)
+        self.adversarial_prefixes = list(self.checkpoint.extra.get("adversarial_prefixes", []))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ...config import CheckedConfig, Range, at_least, positive
+from ...config import CheckedConfig, Range, at_least, between, positive
 
 
 @dataclass
@@ -18,6 +18,10 @@ class FineTuneSettings(CheckedConfig):
         "max_grad_norm": positive(),
         "checkpoint_every": at_least(0),
         "seed": at_least(0),
+        "adversarial_every": at_least(1),
+        "adversarial_share": between(0.0, 1.0),
+        "adversarial_prompts": at_least(1),
+        "adversarial_attack_steps": at_least(1),
     }
 
     # Which denoiser parameters train: a module group of the backbone (``Backbone.module_groups``):
@@ -36,6 +40,15 @@ class FineTuneSettings(CheckedConfig):
     # Every random draw of the method (its generated data and the engine's draws); default: the request's seed
     # (`erasekit erase --seed`). The seed used is recorded in the edit's ``data["training"]["seed"]``.
     seed: int | None = None
+    # Adversarial erasure (AdvUnlearn's idea, Zhang et al. 2024, on this engine; not in the methods' papers): every
+    # ``adversarial_every`` steps the white-box attack (UnlearnDiffAtk-style) runs against the model being trained
+    # on ``adversarial_prompts`` target prompts, and a share ``adversarial_share`` of the target prompts the method
+    # trains on carry one of the prefixes it found, so the edit is trained on the prompts that break it.
+    adversarial: bool = False
+    adversarial_every: int = 50
+    adversarial_share: float = 0.5
+    adversarial_prompts: int = 4
+    adversarial_attack_steps: int = 20
 
     def resolve_seed(self, request_seed: int | None) -> int:
         """The seed the run uses: ``seed`` when set (``--set seed=N``), else the request's, else 0."""
