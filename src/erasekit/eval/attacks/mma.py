@@ -31,9 +31,14 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ...progress import progress_bar
 from .results import AttackResult, finish_attack
-from .vocabulary import check_attack_family, forbidden_words, text_encoder_of, word_rows_input_ids, word_vocabulary
+from .vocabulary import (
+    check_attack_family,
+    per_prompt,
+    search_vocabulary,
+    text_encoder_of,
+    word_rows_input_ids,
+)
 from .white_box import EmbeddingOverride, frozen
 
 MATCHES = ("pooled", "sequence")
@@ -141,17 +146,14 @@ def mma_prompts(
     """One adversarial prompt per target prompt (seeds ``config.seed + i``), searched on ``backbone``'s encoder."""
     check_attack_family(backbone, "MMA-Diffusion")
     config = config or MMAConfig()
-    forbid = forbidden_words(concept, concept_words, config.forbid_concept_words)
-    vocab = word_vocabulary(backbone.tokenizer, forbid=forbid, substrings=True)
-    prompts, losses = [], []
-    with progress_bar("MMA-Diffusion search", len(target_prompts), disable=not progress) as bar:
-        for i, prompt in enumerate(target_prompts):
-            cfg = MMAConfig(**(asdict(config) | {"seed": config.seed + i}))
-            text, loss = mma_prompt(backbone, prompt, cfg, vocab)
-            prompts.append(text)
-            losses.append(loss)
-            bar.advance()
-    return prompts, losses
+    vocab = search_vocabulary(backbone, concept, concept_words, config, substrings=True)
+    return per_prompt(
+        len(target_prompts),
+        config,
+        lambda i, cfg: mma_prompt(backbone, target_prompts[i], cfg, vocab),
+        "MMA-Diffusion search",
+        progress,
+    )
 
 
 def mma_attack(

@@ -31,9 +31,13 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ...progress import progress_bar
 from .results import AttackResult, finish_attack
-from .vocabulary import check_attack_family, forbidden_words, text_encoder_of, word_vocabulary
+from .vocabulary import (
+    check_attack_family,
+    per_prompt,
+    search_vocabulary,
+    text_encoder_of,
+)
 from .white_box import EmbeddingOverride, controlled_prediction, frozen, inference_controls, reference_prediction
 
 VARIANTS = ("n", "k")
@@ -206,16 +210,14 @@ def p4d_attack(
     if reference is None:
         raise ValueError("the P4D attack needs the unedited model (reference) to match")
     controls = inference_controls(backbone)
-    forbid = forbidden_words(concept, concept_words, config.forbid_concept_words)
-    vocab = word_vocabulary(backbone.tokenizer, forbid=forbid)
-    attacked, losses = [], []
-    with progress_bar(f"P4D-{config.variant.upper()} attack", len(prompts), disable=not progress) as bar:
-        for i, prompt in enumerate(prompts):
-            cfg = P4DConfig(**(asdict(config) | {"seed": config.seed + i}))
-            text, loss = p4d_prompt(backbone, reference, prompt, target_images[i], cfg, vocab, controls)
-            attacked.append(text)
-            losses.append(loss)
-            bar.advance()
+    vocab = search_vocabulary(backbone, concept, concept_words, config)
+    attacked, losses = per_prompt(
+        len(prompts),
+        config,
+        lambda i, cfg: p4d_prompt(backbone, reference, prompts[i], target_images[i], cfg, vocab, controls),
+        f"P4D-{config.variant.upper()} attack",
+        progress,
+    )
     result = finish_attack(
         f"p4d-{config.variant}",
         concept,

@@ -7,9 +7,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ...progress import progress_bar
 from .results import AttackResult, finish_attack
-from .vocabulary import check_attack_family, forbidden_words, text_encoder_of, word_rows_input_ids, word_vocabulary
+from .vocabulary import (
+    check_attack_family,
+    per_prompt,
+    search_vocabulary,
+    text_encoder_of,
+    word_rows_input_ids,
+)
 
 
 @dataclass
@@ -100,21 +105,17 @@ def ring_a_bell_prompts(
     """Ring-A-Bell prompts for ``clean_prompts``: target = encoding + η · concept vector; genetic search."""
     check_attack_family(backbone, "Ring-A-Bell-style")
     config = config or RingABellConfig()
-    vocab = word_vocabulary(
-        backbone.tokenizer, forbid=forbidden_words(concept, concept_words, config.forbid_concept_words)
-    )
+    vocab = search_vocabulary(backbone, concept, concept_words, config)
     vector = concept_vector(backbone, with_concept, without_concept)
     with torch.no_grad():
         clean = backbone.encode(list(clean_prompts)).embeds.float()
-    prompts, errors = [], []
-    with progress_bar("Ring-A-Bell search", len(clean_prompts), disable=not progress) as bar:
-        for i in range(len(clean_prompts)):
-            cfg = RingABellConfig(**(asdict(config) | {"seed": config.seed + i}))
-            text, error = ring_a_bell_prompt(backbone, clean[i] + config.eta * vector, cfg, vocab)
-            prompts.append(text)
-            errors.append(error)
-            bar.advance()
-    return prompts, errors
+    return per_prompt(
+        len(clean_prompts),
+        config,
+        lambda i, cfg: ring_a_bell_prompt(backbone, clean[i] + config.eta * vector, cfg, vocab),
+        "Ring-A-Bell search",
+        progress,
+    )
 
 
 def ring_a_bell_attack(

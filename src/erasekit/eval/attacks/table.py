@@ -141,12 +141,15 @@ def _run_mma(backbone, inputs: AttackInputs, judge, concept: str, config=None, p
     )
 
 
-def _p4d_runner(variant: str):
+def _against_reference(attack, what: str, prepare=None):
+    """The runner of a white-box attack that reads the unedited model and its images of the prompts:
+    ``attack(backbone, reference, prompts, seeds, targets, judge, concept, config, ...)``; ``prepare(config)``
+    fixes the config first (P4D's variant)."""
+
     def run(backbone, inputs: AttackInputs, judge, concept: str, config=None, progress=True, **gen_kwargs):
         if inputs.targets is None or inputs.reference is None:
-            raise ValueError("P4D needs the unedited model (reference) and its images of the prompts (targets)")
-        config = replace(config or P4DConfig(), variant=variant)
-        return p4d_attack(
+            raise ValueError(f"{what} needs the unedited model (reference) and its images of the prompts (targets)")
+        return attack(
             backbone,
             inputs.reference,
             inputs.prompts,
@@ -154,7 +157,7 @@ def _p4d_runner(variant: str):
             inputs.targets,
             judge,
             concept,
-            config,
+            prepare(config) if prepare else config,
             progress=progress,
             **gen_kwargs,
         )
@@ -165,32 +168,13 @@ def _p4d_runner(variant: str):
 def _p4d(variant: str) -> Attack:
     return Attack(
         f"p4d-{variant}",
-        _p4d_runner(variant),
+        _against_reference(p4d_attack, "P4D", lambda config: replace(config or P4DConfig(), variant=variant)),
         config_cls=P4DConfig,
         config_key="p4d",
         family_check="P4D",
         needs_targets=True,
         needs_reference=True,
         per_model_prompts=True,
-    )
-
-
-def _run_textual_inversion(
-    backbone, inputs: AttackInputs, judge, concept: str, config=None, progress=True, **gen_kwargs
-):
-    if inputs.targets is None:
-        raise ValueError("textual inversion needs the unedited model's images of its prompts (targets)")
-    return textual_inversion_attack(
-        backbone,
-        inputs.reference,
-        inputs.prompts,
-        inputs.seeds,
-        inputs.targets,
-        judge,
-        concept,
-        config,
-        progress=progress,
-        **gen_kwargs,
     )
 
 
@@ -228,7 +212,7 @@ ATTACK_TABLE: dict[str, Attack] = {
         _p4d("k"),
         Attack(
             "textual-inversion",
-            _run_textual_inversion,
+            _against_reference(textual_inversion_attack, "textual inversion"),
             config_cls=TextualInversionConfig,
             config_key="textual_inversion",
             family_check="textual inversion",

@@ -8,9 +8,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ...progress import progress_bar
 from .results import AttackResult, finish_attack
-from .vocabulary import check_attack_family, forbidden_words, text_encoder_of, word_vocabulary
+from .vocabulary import (
+    check_attack_family,
+    per_prompt,
+    search_vocabulary,
+    text_encoder_of,
+)
 from .white_box import EmbeddingOverride, diffusion_loss, frozen
 
 
@@ -110,17 +114,14 @@ def unlearndiffatk_attack(
         raise ValueError("the UnlearnDiffAtk attack got no prompts")
     if len(target_images) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(target_images)} target images")
-    vocab = word_vocabulary(
-        backbone.tokenizer, forbid=forbidden_words(concept, concept_words, config.forbid_concept_words)
+    vocab = search_vocabulary(backbone, concept, concept_words, config)
+    attacked, losses = per_prompt(
+        len(prompts),
+        config,
+        lambda i, cfg: unlearndiffatk_prompt(backbone, prompts[i], target_images[i], cfg, vocab),
+        "UnlearnDiffAtk attack",
+        progress,
     )
-    attacked, losses = [], []
-    with progress_bar("UnlearnDiffAtk attack", len(prompts), disable=not progress) as bar:
-        for i, prompt in enumerate(prompts):
-            cfg = UnlearnDiffAtkConfig(**(asdict(config) | {"seed": config.seed + i}))
-            text, loss = unlearndiffatk_prompt(backbone, prompt, target_images[i], cfg, vocab)
-            attacked.append(text)
-            losses.append(loss)
-            bar.advance()
     result = finish_attack(
         "unlearndiffatk",
         concept,

@@ -85,3 +85,26 @@ def word_rows_input_ids(backbone, token_ids: torch.Tensor) -> torch.Tensor:
     full[:, 1 : 1 + n] = token_ids[:, :n]
     full[:, 1 + n] = tok.eos_token_id
     return full
+
+
+def search_vocabulary(backbone, concept: str, concept_words: Sequence[str], config, substrings: bool = False):
+    """The words an attack with ``config`` (its ``forbid_concept_words``) searches over on ``backbone``."""
+    forbid = forbidden_words(concept, concept_words, config.forbid_concept_words)
+    return word_vocabulary(backbone.tokenizer, forbid=forbid, substrings=substrings)
+
+
+def per_prompt(count: int, config, search, description: str, progress: bool = True) -> tuple[list[str], list[float]]:
+    """``search(i, config_i)`` → ``(text, loss)`` for each of ``count`` prompts, ``config_i`` being ``config`` with
+    seed ``config.seed + i`` (so each prompt's search is its own, whatever ran before it); the texts and losses."""
+    from dataclasses import replace
+
+    from ...progress import progress_bar
+
+    texts, losses = [], []
+    with progress_bar(description, count, disable=not progress) as bar:
+        for i in range(count):
+            text, loss = search(i, replace(config, seed=config.seed + i))
+            texts.append(text)
+            losses.append(loss)
+            bar.advance()
+    return texts, losses

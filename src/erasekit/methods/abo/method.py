@@ -60,16 +60,7 @@ class AllButOne(Method):
             # Before the tuner exists: a resumed run loads its half-trained weights there, and the pool must
             # come from the frozen model in every run.
             pool = self._trajectories(backbone, prompts, config, seed)
-        tuner = FineTuner(
-            backbone,
-            self.name,
-            config,
-            request.targets,
-            request.workdir,
-            request.resume,
-            seed=seed,
-            adversary=request.adversary,
-        )
+        tuner = FineTuner.for_request(backbone, self.name, config, request, seed=seed)
 
         def train_step(t: FineTuner) -> dict:
             pick = t.randint(len(pool["prompt_index"]), (config.batch_size,)).cpu()

@@ -100,16 +100,7 @@ class EraseDiff(Method):
         rng = random.Random(seed)
         forget = self._generate(backbone, forget_prompts, config.num_forget, config, rng, seed, mismatched)
         remain = self._generate(backbone, remain_prompts, config.num_remain, config, rng, seed + 10_000, None)
-        tuner = FineTuner(
-            backbone,
-            self.name,
-            config,
-            request.targets,
-            request.workdir,
-            request.resume,
-            seed=seed,
-            adversary=request.adversary,
-        )
+        tuner = FineTuner.for_request(backbone, self.name, config, request, seed=seed)
         params = list(tuner.trainable.values())
 
         def batch(data: _Set, t: FineTuner):

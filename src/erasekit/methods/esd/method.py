@@ -59,16 +59,7 @@ class _ESDBase(Method):
         self.check_family(backbone.family)
         config = config or self.make_config()
         prompts = request.target_prompts()
-        tuner = FineTuner(
-            backbone,
-            self.name,
-            config,
-            request.targets,
-            request.workdir,
-            request.resume,
-            seed=request.seed,
-            adversary=request.adversary,
-        )
+        tuner = FineTuner.for_request(backbone, self.name, config, request)
         with torch.no_grad():
             uncond = backbone.encode([""])
 

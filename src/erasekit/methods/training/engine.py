@@ -150,6 +150,21 @@ class FineTuner:
         if resume:
             self._resume()
 
+    @classmethod
+    def for_request(cls, backbone, method: str, config, request, seed: int | None = None) -> FineTuner:
+        """The tuner of ``method``'s run for ``request`` (an ``EraseRequest``): its targets, work folder, resume
+        flag and adversary, and its seed unless ``seed`` is given."""
+        return cls(
+            backbone,
+            method,
+            config,
+            request.targets,
+            request.workdir,
+            request.resume,
+            seed=request.seed if seed is None else seed,
+            adversary=request.adversary,
+        )
+
     # ------------------------------------------------------------------------------------------ predictions
 
     def predict(self, latents, t, cond) -> torch.Tensor:
