@@ -123,6 +123,12 @@ def test_unedited_oracle_is_perfect_and_an_eraser_is_measured():
     assert m["context_acc"] == 1.0  # the other objects are untouched
     assert m["preserve_acc"] == 1.0 and m["preserve_drop"] == 0.0
     assert m["fd_clf"] == pytest.approx(0.0, abs=1e-3)
+    from rich.console import Console
+
+    console = Console(record=True, width=160)
+    console.print(result.table())
+    shown = console.export_text()
+    assert "context_acc" in shown and "preserve_acc (style)" in shown
     assert math.isnan(m["clip_score"])
     assert result.n_images == {"target": 12, "synonym": 12, "preserve": 18, "neighbour": 9}
 

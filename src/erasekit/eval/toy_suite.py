@@ -156,10 +156,14 @@ class ToySuiteResult:
         row("erasure_rate", "high: target gone")
         row("synonym_erasure_rate", "high: gone via synonyms too")
         row("target_other_heads_acc", "unchanged: rest of the image kept")
+        row("context_acc", "unchanged: the other objects kept")  # world v2's scenes
         row("preserve_acc", "unchanged")
         for head in HEADS:
             row(f"preserve_acc_{head}", "unchanged", label=f"  preserve_acc ({head})")
+        for head in ("shape", "colour", "pattern", "style"):  # world v2's per-head names
+            row(f"preserve_{head}_acc", "unchanged", label=f"  preserve_acc ({head})")
         row("neighbour_acc", "unchanged: neighbour survives")
+        row("clip_score", "unchanged: images fit their prompts (toy CLIP)")
         if "fd_clf" in m:
             table.add_row("fd_clf", fmt(m["fd_clf"]), "", "", "low: outputs unchanged")
         return table
