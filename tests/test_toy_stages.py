@@ -1,6 +1,8 @@
 """The v2 training stages: each in order into one folder, refusing a missing prerequisite or a finished stage,
 and the denoisers assembled into pipelines that load as world-v2 toy models."""
 
+import shutil
+
 import pytest
 
 from erasekit.errors import InvalidArgumentError, ModelNotFoundError
@@ -27,3 +29,26 @@ def test_stages_chain_into_v2_pipelines(tmp_path):
         assert load(out / name).is_toy
     with pytest.raises(OutputError, match="exists"):
         train_stage("judge", out, steps=1)
+
+
+def test_world_v1_prerequisites_are_refused(tmp_path):
+    from erasekit.models import toy_weights_dir
+
+    out = tmp_path / "w"
+    out.mkdir()
+    (out / "vae").symlink_to(toy_weights_dir() / "toy-sd" / "vae")  # world v1's 32-px autoencoder
+    (out / "clip").symlink_to(toy_weights_dir() / "toy-sd" / "text_encoder")
+    with pytest.raises(ModelNotFoundError, match="not a world-v2 autoencoder"):
+        train_stage("sd", out, steps=1)
+    (out / "vae").unlink()
+    shutil.copytree(_tiny_v2_vae(tmp_path), out / "vae")
+    with pytest.raises(ModelNotFoundError, match="not the world-v2 toy CLIP"):
+        train_stage("sd", out, steps=1)
+
+
+def _tiny_v2_vae(tmp_path):
+    from erasekit.toy.architectures import build_vae_v2
+
+    folder = tmp_path / "tiny-vae"
+    build_vae_v2("tiny").save_pretrained(folder)
+    return folder

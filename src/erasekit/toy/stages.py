@@ -59,6 +59,8 @@ def train_stage(
             + ", then ".join(f"`erasekit toy train {m} --out {out}`" for m in missing)
             + " first"
         )
+    for need in NEEDS.get(stage, ()):
+        _check_world_v2(out / STAGE_FOLDERS[need], need)
     if settings and stage not in ("sd", "flux"):
         raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
     checkpoints = out / WORK_DIR / "checkpoints" / folder_name
@@ -100,6 +102,30 @@ def train_stage(
     else:
         _train_denoiser(stage, out, target, cfg, seed, device, cache_size)
     return target
+
+
+def _check_world_v2(folder: Path, stage: str) -> None:
+    """A prerequisite trained for world v1 (a 32-px, 2×-downsampling autoencoder; a text encoder without the
+    vision tower) would train a denoiser on the wrong latents or words: refuse it."""
+    from .scenes import SCENE_SIZE
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        raise ModelNotFoundError(f"{folder} has no readable config.json; train `{stage}` again") from None
+    if stage == "vae":
+        factor = 2 ** (len(config.get("block_out_channels", ())) - 1)
+        if config.get("sample_size") != SCENE_SIZE or factor != 4:
+            raise ModelNotFoundError(
+                f"{folder} is not a world-v2 autoencoder ({config.get('sample_size')}-px images, {factor}× "
+                f"downsampling; world v2 has {SCENE_SIZE}-px scenes, 4×): a world-v1 model? Train "
+                f"`erasekit toy train vae` into this folder's parent"
+            )
+    if stage == "clip" and not ({"text_config", "vision_config"} <= set(config)):
+        raise ModelNotFoundError(
+            f"{folder} is not the world-v2 toy CLIP (a CLIPModel with text and vision towers): a world-v1 text "
+            "encoder? Train `erasekit toy train clip`"
+        )
 
 
 def _train_denoiser(stage, out: Path, target: Path, cfg, seed: int, device, cache_size: int) -> None:
