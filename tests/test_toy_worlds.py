@@ -111,3 +111,11 @@ def test_evaluate_runs_the_scene_suite_on_a_v2_model(tmp_path, monkeypatch):
     result = evaluate_toy(_v2_folder(tmp_path), "star", config=config, progress=False)
     assert result.config["world_version"] == 2
     assert "context_acc" in result.metrics and result.metrics["preserve_drop"] == 0.0
+
+
+def test_provenance_pins_the_judge_of_the_models_world():
+    from erasekit.eval import provenance
+
+    v1, v2 = provenance.toy_judge(1), provenance.toy_judge(2)
+    assert v1["checkpoint"].startswith("classifier/") and v2["checkpoint"].startswith("judge/")
+    assert v1["checkpoint_sha256"] != v2["checkpoint_sha256"] and v2["toy_world_version"] == 2

@@ -184,7 +184,7 @@ class _Scorer:
         if self.detector is not None:
             return self.detector.provenance()
         if self.judge.name == "toy-classifier":
-            return provenance.toy_judge()
+            return provenance.toy_judge(self.toy or 1)
         return {"detector": self.judge.name, "clip_path": self.config.clip_path}
 
     def score(self, images: torch.Tensor, start: int) -> list[dict]:

@@ -27,14 +27,24 @@ def sampling(backbone, num_inference_steps: int | None = None, guidance_scale: f
     }
 
 
-def toy_judge() -> dict:
-    """The toy world's classifier as a judge: its weights' hash pins the checkpoint."""
+def toy_judge(world_version: int = 1) -> dict:
+    """The toy world's judge (world v1: the classifier; v2: the scene judge): its weights' hash pins the checkpoint."""
     from ..models import toy_weights_dir
 
-    weights = toy_weights_dir() / "classifier" / "diffusion_pytorch_model.safetensors"
+    folder, detector, rule = (
+        ("classifier", "erasekit toy classifier", "concept present when its head's argmax is the concept")
+        if world_version == 1
+        else (
+            "judge",
+            "erasekit scene judge",
+            "concept present when some occupied cell's head (for a style: the style head) predicts it",
+        )
+    )
+    weights = toy_weights_dir() / folder / "diffusion_pytorch_model.safetensors"
     return {
-        "detector": "erasekit toy classifier",
-        "checkpoint": weights.name,
+        "detector": detector,
+        "toy_world_version": world_version,
+        "checkpoint": f"{folder}/{weights.name}",
         "checkpoint_sha256": sha256_file(weights) if weights.is_file() else None,
-        "rule": "concept present when its head's argmax is the concept",
+        "rule": rule,
     }

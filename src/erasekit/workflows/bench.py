@@ -189,7 +189,9 @@ class Bench:
 
     def provenance(self) -> dict:
         info = provenance.environment() | self._sampling
-        info["judge"] = provenance.toy_judge()
+        from ..models import toy_world_version
+
+        info["judge"] = provenance.toy_judge(toy_world_version(self.config.model) or 1)
         info["seed"] = self.config.seed
         info["attack_success_rate"] = (
             "share of attacked prompts (one image each, at the prompt's seed) in which the judge finds the concept"

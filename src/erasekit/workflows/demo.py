@@ -9,7 +9,7 @@ from ..atomic import write_json
 from ..eval import ToySuiteConfig, provenance, write_html_report
 from ..eval.toy_suite import ToySuiteResult
 from ..methods import available_methods
-from ..models import load
+from ..models import load, toy_world_version
 from ..outputs import open_run_folder
 from .erase import erase
 from .evaluate import evaluate_toy
@@ -54,7 +54,13 @@ def demo(
         ]
     info = (
         provenance.environment()
-        | {"model": "toy-sd", "method": method, "suite": "toy", "seed": config.seed, "judge": provenance.toy_judge()}
+        | {
+            "model": "toy-sd",
+            "method": method,
+            "suite": "toy",
+            "seed": config.seed,
+            "judge": provenance.toy_judge(toy_world_version("toy-sd")),
+        }
         | ({"note": edit.notes} if edit.notes else {})
     )
     report = write_html_report(
