@@ -113,7 +113,8 @@ class BenchConfig:
             "ring_a_bell": asdict(self.ring_a_bell),
         } | {  # the newer attacks' configs only where they run: earlier benchmarks stay resumable
             key: asdict(getattr(self, key))
-            for key in ("mma", "p4d", "textual_inversion")
+            for key in _ATTACK_CONFIGS
+            if key not in ("unlearndiffatk", "ring_a_bell")
             if any(ATTACK_TABLE[a].config_key == key for a in self.attacks)
         }
 
@@ -123,13 +124,7 @@ class BenchConfig:
 
 
 # BenchConfig's field per attack config (``Attack.config_key``) and its class.
-_ATTACK_CONFIGS = {
-    "unlearndiffatk": UnlearnDiffAtkConfig,
-    "ring_a_bell": RingABellConfig,
-    "mma": MMAConfig,
-    "p4d": P4DConfig,
-    "textual_inversion": TextualInversionConfig,
-}
+_ATTACK_CONFIGS = {a.config_key: a.config_cls for a in ATTACK_TABLE.values() if a.config_key}
 
 
 def cell_key(method: str, concept: str) -> str:
