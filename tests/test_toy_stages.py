@@ -29,6 +29,30 @@ def test_stages_chain_into_v2_pipelines(tmp_path):
         assert load(out / name).is_toy
     with pytest.raises(OutputError, match="exists"):
         train_stage("judge", out, steps=1)
+    _continues_from_a_trained_denoiser(out)
+
+
+def _continues_from_a_trained_denoiser(out):
+    """--init-from starts the run from the given pipeline's denoiser, not a fresh one (lr ≈ 0: the weights stay)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    with pytest.raises(InvalidArgumentError, match="has none"):
+        train_stage("vae", out, name="vae-2", init_from=out / "toy-sd")
+    with pytest.raises(ModelNotFoundError, match="no unet/"):
+        train_stage("sd", out, name="sd-2", init_from=out / "toy-flux")
+    # Shift the trained weights far from anything a fresh build (or a 1-step run) could give, so a run that
+    # ignored --init-from cannot land on them.
+    unet = UNet2DConditionModel.from_pretrained(out / "toy-sd" / "unet")
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    unet.save_pretrained(out / "toy-sd" / "unet")
+    before = unet.state_dict()
+    train_stage("sd", out, name="sd-2", steps=1, batch_size=2, cache_size=4, lr=1e-8, init_from=out / "toy-sd")
+    after = UNet2DConditionModel.from_pretrained(out / "sd-2" / "unet").state_dict()
+    assert max(float((after[k] - before[k]).abs().max()) for k in before) < 1e-5
 
 
 def test_world_v1_prerequisites_are_refused(tmp_path):

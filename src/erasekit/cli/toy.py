@@ -30,6 +30,12 @@ def toy_train(
         None, min=0.0, max=1.0, help="sd, flux: share of samples whose EOT and padding slots are the empty caption's."
     ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
+    init_from: Optional[Path] = typer.Option(
+        None, help="sd, flux: continue from this trained v2 pipeline's denoiser (fresh optimiser and schedule)."
+    ),
+    lr: Optional[float] = typer.Option(
+        None, min=1e-8, callback=finite, help="Peak learning rate (default: the trainer's)."
+    ),
     world: int = typer.Option(2, min=1, max=2, help="The toy world to train for (1: the models before v2)."),
     overwrite: bool = typer.Option(False, help="Train a stage again whose folder exists."),
 ):
@@ -41,8 +47,8 @@ def toy_train(
 
     root = out_dir or toy_weights_dir()
     if world == 1:
-        if summary_dropout is not None:
-            raise InvalidArgumentError("--summary-dropout is a world-2 setting")
+        if summary_dropout is not None or init_from is not None or lr is not None:
+            raise InvalidArgumentError("--summary-dropout, --init-from and --lr are world-2 settings")
         _train_v1(what, root, steps, batch_size, minutes, device, seed)
         return
     from ..toy.stages import train_stage
@@ -59,6 +65,8 @@ def toy_train(
         settings=settings,
         name=name,
         overwrite=overwrite,
+        init_from=init_from,
+        lr=lr,
     )
     out.print(f"trained {what} -> {folder}")
 

@@ -35,6 +35,8 @@ def train_stage(
     cache_size: int = CACHE_SIZE,
     name: str | None = None,
     overwrite: bool = False,
+    init_from: str | Path | None = None,
+    lr: float | None = None,
 ) -> Path:
     """Train ``stage`` into ``out`` and return the folder it wrote.
 
@@ -42,6 +44,8 @@ def train_stage(
     on the first steps); ``settings``: the trainer's extra settings (``summary_dropout`` for sd and flux).
     ``name``: the output folder's name instead of the stage's (a variant, e.g. ``sd-p0.5`` for another summary
     dropout; its checkpoints are kept apart). A stage whose folder exists is refused unless ``overwrite``.
+    ``init_from`` (sd, flux): a trained world-v2 pipeline folder whose denoiser the run continues from, with a fresh
+    optimiser and schedule (``lr``: its peak learning rate; default the trainer's) — more steps for a finished model.
     """
     if stage not in STAGES:
         raise InvalidArgumentError(f"unknown toy-world stage {stage!r}; choose one of {', '.join(STAGES)}")
@@ -63,6 +67,7 @@ def train_stage(
         _check_world_v2(out / STAGE_FOLDERS[need], need)
     if settings and stage not in ("sd", "flux"):
         raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
+    init = None if init_from is None else _load_init(stage, Path(init_from))
     checkpoints = out / WORK_DIR / "checkpoints" / folder_name
     budget = None if minutes is None else minutes * 60
     if stage in ("clip", "t5"):
@@ -92,6 +97,8 @@ def train_stage(
         overrides["steps"] = steps
     if batch_size is not None:
         overrides["batch_size"] = batch_size
+    if lr is not None:
+        overrides["lr"] = lr
     if settings:
         overrides["extra"] = dict(settings)
     cfg = T.default_config(stage, **overrides)
@@ -100,8 +107,31 @@ def train_stage(
     elif stage == "vae":
         T.train_vae(target, cfg)
     else:
-        _train_denoiser(stage, out, target, cfg, seed, device, cache_size)
+        _train_denoiser(stage, out, target, cfg, seed, device, cache_size, init)
     return target
+
+
+DENOISERS = {"sd": "unet", "flux": "transformer"}
+
+
+def _load_init(stage: str, folder: Path):
+    """The denoiser of a world-v2 pipeline folder, to continue training from."""
+    if stage not in DENOISERS:
+        raise InvalidArgumentError(f"--init-from continues a denoiser (sd, flux); stage {stage} has none")
+    sub = folder / DENOISERS[stage]
+    if not (sub / "config.json").is_file():
+        raise ModelNotFoundError(f"{folder} has no {DENOISERS[stage]}/ to continue {stage} from: a toy-{stage} folder?")
+    from .weights import toy_world_version
+
+    if toy_world_version(folder) != 2:
+        raise ModelNotFoundError(f"{folder} is not a world-v2 toy model (no toy_world_version 2 in erasekit.json)")
+    if stage == "sd":
+        from diffusers import UNet2DConditionModel
+
+        return UNet2DConditionModel.from_pretrained(sub)
+    from .architectures import ToyFluxTransformer2DModel
+
+    return ToyFluxTransformer2DModel.from_pretrained(sub)
 
 
 def _check_world_v2(folder: Path, stage: str) -> None:
@@ -128,7 +158,7 @@ def _check_world_v2(folder: Path, stage: str) -> None:
         )
 
 
-def _train_denoiser(stage, out: Path, target: Path, cfg, seed: int, device, cache_size: int) -> None:
+def _train_denoiser(stage, out: Path, target: Path, cfg, seed: int, device, cache_size: int, init=None) -> None:
     from diffusers import AutoencoderKL
 
     from . import clip
@@ -138,10 +168,10 @@ def _train_denoiser(stage, out: Path, target: Path, cfg, seed: int, device, cach
     cache = T.LatentCache.build(vae, cache_size, seed + 1000, out / WORK_DIR / "cache", device=device)
     model, tokenizer = clip.load_toy_clip(out / "clip")
     if stage == "sd":
-        T.train_sd(vae, clip.clip_text_encoder(model), tokenizer, cache, target, cfg)
+        T.train_sd(vae, clip.clip_text_encoder(model), tokenizer, cache, target, cfg, init=init)
     else:
         t5, tokenizer_2, _ = clip.load_toy_t5(out / "t5")
-        T.train_flux(vae, clip.clip_text_encoder(model), tokenizer, t5, tokenizer_2, cache, target, cfg)
+        T.train_flux(vae, clip.clip_text_encoder(model), tokenizer, t5, tokenizer_2, cache, target, cfg, init=init)
 
 
 def stage_status(out: str | Path) -> dict[str, str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, FluxPipeline, StableDiffusionPipeline
+from diffusers import AutoencoderKL, FluxPipeline, StableDiffusionPipeline, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path
@@ -240,13 +240,15 @@ def train_sd(
     out_dir: str | Path,
     cfg: TrainConfig | None = None,
     prediction_type: str = "epsilon",
+    init: UNet2DConditionModel | None = None,
 ) -> StableDiffusionPipeline:
     """A UNet (DDPM, min-SNR-5 weighting) against the frozen toy CLIP text tower; ``cfg.extra["summary_dropout"]``
-    is the share of samples whose EOT and padding slots are the empty caption's."""
+    is the share of samples whose EOT and padding slots are the empty caption's. ``init``: a UNet to continue
+    from (a fresh schedule and optimiser) instead of a new one."""
     cfg = cfg or default_config("sd")
     dev = _device(cfg)
     torch.manual_seed(cfg.seed)
-    unet = arch.build_unet_v2(prediction_type=prediction_type).to(dev).train()
+    unet = (init if init is not None else arch.build_unet_v2(prediction_type=prediction_type)).to(dev).train()
     text_encoder = text_encoder.to(dev).eval().requires_grad_(False)
     noise_sched = arch.ddpm_training_scheduler(prediction_type)
     alphas = noise_sched.alphas_cumprod.to(dev)
@@ -314,13 +316,15 @@ def train_flux(
     cache: LatentCache,
     out_dir: str | Path,
     cfg: TrainConfig | None = None,
+    init: torch.nn.Module | None = None,
 ) -> FluxPipeline:
     """A ``ToyFluxTransformer2DModel`` by rectified flow matching against the frozen toy CLIP (pooled) and toy T5.
-    Summary dropout replaces T5's slots from its EOS on, and the pooled CLIP vector, by the empty caption's."""
+    Summary dropout replaces T5's slots from its EOS on, and the pooled CLIP vector, by the empty caption's.
+    ``init``: a transformer to continue from instead of a new one."""
     cfg = cfg or default_config("flux")
     dev = _device(cfg)
     torch.manual_seed(cfg.seed)
-    transformer = arch.build_flux_v2().to(dev).train()
+    transformer = (init if init is not None else arch.build_flux_v2()).to(dev).train()
     text_encoder = text_encoder.to(dev).eval().requires_grad_(False)
     text_encoder_2 = text_encoder_2.to(dev).eval().requires_grad_(False)
     draw = _CaptionDraw(cache, cfg)
