@@ -176,3 +176,43 @@ def test_captions_fit_both_tokenizers_and_overlong_ones_raise(tokenizer, monkeyp
     monkeypatch.setattr(toy_clip, "T5_MAX_LENGTH", 12)
     with pytest.raises(ErasekitError, match="t5 tokens"):
         toy_clip.check_caption_lengths(t5_tokenizer=t5, n=50)
+
+
+def test_hard_negative_swaps_one_attribute_word_for_another_value_of_its_head():
+    import random
+
+    rng = random.Random(0)
+    assert toy_clip.hard_negative("a red striped star", rng, head="shape").split()[:3] == ["a", "red", "striped"]
+    shapes = {toy_clip.hard_negative("a red striped star", rng, head="shape").split()[-1] for _ in range(50)}
+    assert "star" not in shapes and {"circle", "square", "heart"} <= shapes
+    # The article follows the new word; pattern nouns swap for pattern nouns of another pattern.
+    assert toy_clip.hard_negative("a red star", random.Random(1), head="colour").split()[0] in ("a", "an")
+    for _ in range(20):
+        colour = toy_clip.hard_negative("a red star", rng, head="colour").split()
+        assert colour[0] == ("an" if colour[1][0] in "aeiou" else "a") and colour[1] not in ("red", "crimson")
+        assert toy_clip.hard_negative("a star with stripes", rng, head="pattern").split()[-1] in ("dots", "spots")
+    assert toy_clip.hard_negative("a red round shape", rng, head="shape").split()[2] != "round"
+    assert toy_clip.hard_negative("at night", rng) is None and toy_clip.hard_negative("", rng) is None
+
+
+def test_negatives_enter_only_the_image_to_text_side():
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(8, 6, generator=g)
+    text = image + 0.3 * torch.randn(8, 6, generator=g)
+    scale = torch.tensor(math.log(10.0))
+    none = toy_clip.contrastive_loss_with_negatives(image, text, torch.zeros(0, 6), scale)
+    assert torch.allclose(none, toy_clip.contrastive_loss(image, text, scale))
+    # A negative equal to image 0's caption makes image 0's choice a coin toss: the loss rises.
+    assert toy_clip.contrastive_loss_with_negatives(image, text, text[:1], scale) > none + 0.02
+
+
+def test_swap_accuracy_reads_each_head(tiny, tokenizer, batch):
+    images, captions = batch
+    tiny.eval()
+    acc = toy_clip.swap_accuracy(tiny, tokenizer, images, captions)
+    assert set(acc) <= {"shape", "colour", "pattern"} and "shape" in acc
+    assert all(0.0 <= v <= 1.0 for v in acc.values())
+    # A text tower blind to words scores every caption alike: a tie is no success.
+    with torch.no_grad():
+        tiny.text_projection.weight.zero_()
+    assert all(v == 0.0 for v in toy_clip.swap_accuracy(tiny, tokenizer, images, captions).values())

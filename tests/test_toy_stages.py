@@ -30,6 +30,28 @@ def test_stages_chain_into_v2_pipelines(tmp_path):
     with pytest.raises(OutputError, match="exists"):
         train_stage("judge", out, steps=1)
     _continues_from_a_trained_denoiser(out)
+    _continues_from_a_trained_clip(out)
+
+
+def _continues_from_a_trained_clip(out):
+    import torch
+
+    from erasekit.toy.clip import load_toy_clip, save_toy_clip
+
+    with pytest.raises(InvalidArgumentError, match="has none"):
+        train_stage("t5", out, name="t5-2", init_from=out / "clip")
+    with pytest.raises(ModelNotFoundError, match="not the world-v2 toy CLIP"):
+        train_stage("clip", out, name="clip-2", init_from=out / "vae")
+    clip, tokenizer = load_toy_clip(out / "clip")
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in clip.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    save_toy_clip(clip, tokenizer, out / "clip-perturbed")
+    train_stage("clip", out, name="clip-2", steps=1, batch_size=4, lr=1e-8, init_from=out / "clip-perturbed")
+    after = load_toy_clip(out / "clip-2")[0].state_dict()
+    before = clip.state_dict()
+    assert max(float((after[k] - before[k]).abs().max()) for k in before) < 1e-5
 
 
 def _continues_from_a_trained_denoiser(out):
@@ -39,6 +61,8 @@ def _continues_from_a_trained_denoiser(out):
 
     with pytest.raises(InvalidArgumentError, match="has none"):
         train_stage("vae", out, name="vae-2", init_from=out / "toy-sd")
+    with pytest.raises(InvalidArgumentError, match="flux has none"):
+        train_stage("flux", out, name="flux-2", settings={"x0_weight_floor": 0.2})
     with pytest.raises(ModelNotFoundError, match="no unet/"):
         train_stage("sd", out, name="sd-2", init_from=out / "toy-flux")
     # Shift the trained weights far from anything a fresh build (or a 1-step run) could give, so a run that

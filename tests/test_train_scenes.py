@@ -8,7 +8,7 @@ from diffusers import DiffusionPipeline
 from erasekit.toy import architectures as arch
 from erasekit.toy.scenes import vocabulary
 from erasekit.toy.tokenizers import build_clip_tokenizer, build_t5_tokenizer
-from erasekit.toy.train_scenes import LatentCache, default_config, train_flux, train_sd
+from erasekit.toy.train_scenes import LatentCache, default_config, loss_weight, train_flux, train_sd
 
 
 def _parts():
@@ -42,3 +42,16 @@ def test_train_flux_saves_the_wide_ffn_transformer(tmp_path):
     pipe = DiffusionPipeline.from_pretrained(tmp_path / "flux")
     assert type(pipe.transformer).__name__ == "ToyFluxTransformer2DModel"
     assert pipe.transformer.single_transformer_blocks[0].proj_mlp.out_features == 16 * 96
+
+
+def test_loss_weight_is_min_snr_and_its_floor_lifts_only_the_noisiest_steps():
+    sched = arch.ddpm_training_scheduler("epsilon")
+    snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)
+    for kind, scale in (("epsilon", snr), ("v_prediction", snr + 1)):
+        plain = loss_weight(snr, kind)
+        # In clean-latent terms (the ε loss is SNR·‖Δx₀‖², the v loss (SNR + 1)·‖Δx₀‖²): min(SNR, 5).
+        assert torch.allclose(plain * scale, snr.clamp(max=5))
+        lifted = loss_weight(snr, kind, floor=0.2)
+        assert torch.allclose((lifted * scale)[snr >= 0.2], snr.clamp(max=5)[snr >= 0.2])
+        assert torch.allclose((lifted * scale)[snr < 0.2], torch.full_like(snr[snr < 0.2], 0.2))
+        assert bool((snr < 0.2).any()) and bool((lifted >= plain).all())

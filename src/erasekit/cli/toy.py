@@ -29,6 +29,9 @@ def toy_train(
     summary_dropout: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="sd, flux: share of samples whose EOT and padding slots are the empty caption's."
     ),
+    x0_weight_floor: Optional[float] = typer.Option(
+        None, min=0.0, max=5.0, help="sd: least loss weight of a step, in clean-latent terms (min-SNR: 0)."
+    ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
     init_from: Optional[Path] = typer.Option(
         None, help="sd, flux: continue from this trained v2 pipeline's denoiser (fresh optimiser and schedule)."
@@ -47,13 +50,17 @@ def toy_train(
 
     root = out_dir or toy_weights_dir()
     if world == 1:
-        if summary_dropout is not None or init_from is not None or lr is not None:
-            raise InvalidArgumentError("--summary-dropout, --init-from and --lr are world-2 settings")
+        if any(v is not None for v in (summary_dropout, x0_weight_floor, init_from, lr)):
+            raise InvalidArgumentError(
+                "--summary-dropout, --x0-weight-floor, --init-from and --lr are world-2 settings"
+            )
         _train_v1(what, root, steps, batch_size, minutes, device, seed)
         return
     from ..toy.stages import train_stage
 
-    settings = None if summary_dropout is None else {"summary_dropout": summary_dropout}
+    settings = {
+        k: v for k, v in (("summary_dropout", summary_dropout), ("x0_weight_floor", x0_weight_floor)) if v is not None
+    } or None
     folder = train_stage(
         what,
         root,

@@ -41,7 +41,8 @@ def train_stage(
     """Train ``stage`` into ``out`` and return the folder it wrote.
 
     ``steps`` (else the trainer's default) or ``minutes`` (the step count fitted to a wall-clock budget, measured
-    on the first steps); ``settings``: the trainer's extra settings (``summary_dropout`` for sd and flux).
+    on the first steps); ``settings``: the trainer's extra settings (``summary_dropout`` for sd and flux,
+    ``x0_weight_floor`` for sd).
     ``name``: the output folder's name instead of the stage's (a variant, e.g. ``sd-p0.5`` for another summary
     dropout; its checkpoints are kept apart). A stage whose folder exists is refused unless ``overwrite``.
     ``init_from`` (sd, flux): a trained world-v2 pipeline folder whose denoiser the run continues from, with a fresh
@@ -67,6 +68,9 @@ def train_stage(
         _check_world_v2(out / STAGE_FOLDERS[need], need)
     if settings and stage not in ("sd", "flux"):
         raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
+    if settings and stage == "flux" and "x0_weight_floor" in settings:
+        # Flow matching's velocity loss already weighs a step's clean-latent error by 1/σ² ≥ 1.
+        raise InvalidArgumentError("x0_weight_floor is a setting of sd (DDPM) training; flux has none")
     init = None if init_from is None else _load_init(stage, Path(init_from))
     checkpoints = out / WORK_DIR / "checkpoints" / folder_name
     budget = None if minutes is None else minutes * 60
@@ -83,7 +87,7 @@ def train_stage(
             checkpoint_dir=checkpoints,
         )
         if stage == "clip":
-            clip.train_toy_clip(target, **common)
+            clip.train_toy_clip(target, **common, init=init, lr=lr, warmup=None if init is None else 50)
         else:
             clip.train_toy_t5(clip.load_toy_clip(out / "clip")[0], target, **common)
         return target
@@ -101,6 +105,8 @@ def train_stage(
         overrides["lr"] = lr
     if settings:
         overrides["extra"] = dict(settings)
+    if init is not None:
+        overrides["warmup"] = 100  # the weights are trained already: a short warm-up for the fresh optimiser
     cfg = T.default_config(stage, **overrides)
     if stage == "judge":
         T.train_judge(target, cfg)
@@ -115,9 +121,15 @@ DENOISERS = {"sd": "unet", "flux": "transformer"}
 
 
 def _load_init(stage: str, folder: Path):
-    """The denoiser of a world-v2 pipeline folder, to continue training from."""
+    """What a stage continues training from: the denoiser of a world-v2 pipeline folder (sd, flux), or a toy
+    CLIP folder (clip)."""
+    if stage == "clip":
+        from .clip import load_toy_clip
+
+        _check_world_v2(folder, "clip")
+        return load_toy_clip(folder)[0]
     if stage not in DENOISERS:
-        raise InvalidArgumentError(f"--init-from continues a denoiser (sd, flux); stage {stage} has none")
+        raise InvalidArgumentError(f"--init-from continues a denoiser (sd, flux) or the CLIP; stage {stage} has none")
     sub = folder / DENOISERS[stage]
     if not (sub / "config.json").is_file():
         raise ModelNotFoundError(f"{folder} has no {DENOISERS[stage]}/ to continue {stage} from: a toy-{stage} folder?")

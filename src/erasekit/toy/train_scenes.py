@@ -222,6 +222,14 @@ def summary_dropout(
     return torch.where(mask.unsqueeze(-1), empty.to(hidden.dtype).expand_as(hidden), hidden)
 
 
+def loss_weight(snr: torch.Tensor, prediction_type: str, gamma: float = 5.0, floor: float = 0.0) -> torch.Tensor:
+    """Per-sample weight of the denoising loss so that, in terms of the clean latent's error, sample t counts
+    ``clamp(SNR_t, floor, gamma)`` (min-SNR-γ, Hang et al. 2023, when ``floor`` is 0). A floor above 0 gives the
+    noisiest steps — where a scene's layout and shapes are decided — more weight than min-SNR's near-zero."""
+    x0_weight = snr.clamp(max=gamma).clamp(min=floor)
+    return x0_weight / snr if prediction_type == "epsilon" else x0_weight / (snr + 1)
+
+
 def _encode(tokenizer, text_encoder, captions, max_length, dev):
     ids = tokenizer(
         captions, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
@@ -243,7 +251,8 @@ def train_sd(
     init: UNet2DConditionModel | None = None,
 ) -> StableDiffusionPipeline:
     """A UNet (DDPM, min-SNR-5 weighting) against the frozen toy CLIP text tower; ``cfg.extra["summary_dropout"]``
-    is the share of samples whose EOT and padding slots are the empty caption's. ``init``: a UNet to continue
+    is the share of samples whose EOT and padding slots are the empty caption's, ``cfg.extra["x0_weight_floor"]``
+    the least weight of a step (see ``loss_weight``). ``init``: a UNet to continue
     from (a fresh schedule and optimiser) instead of a new one."""
     cfg = cfg or default_config("sd")
     dev = _device(cfg)
@@ -255,6 +264,7 @@ def train_sd(
     snr = alphas / (1 - alphas)
     draw = _CaptionDraw(cache, cfg)
     p_drop = float(cfg.extra.get("summary_dropout", 0.0))
+    floor = float(cfg.extra.get("x0_weight_floor", 0.0))
     length = tokenizer.model_max_length
     scale = vae.config.scaling_factor
     with torch.no_grad():
@@ -270,10 +280,8 @@ def train_sd(
         noise = torch.randn(latents.shape, generator=draw.gen).to(dev)
         t = torch.randint(0, 1000, (latents.shape[0],), generator=draw.gen).to(dev)
         pred = unet(noise_sched.add_noise(latents, noise, t), t, cond).sample
-        if prediction_type == "epsilon":
-            target, weight = noise, snr[t].clamp(max=5) / snr[t]
-        else:
-            target, weight = noise_sched.get_velocity(latents, noise, t), snr[t].clamp(max=5) / (snr[t] + 1)
+        target = noise if prediction_type == "epsilon" else noise_sched.get_velocity(latents, noise, t)
+        weight = loss_weight(snr[t], prediction_type, floor=floor)
         loss = (weight * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
         return loss, {"loss": loss}
 
