@@ -223,17 +223,32 @@ def hard_negative(caption: str, rng: random.Random, head: str | None = None) -> 
 def swap_accuracy(clip: CLIPModel, tokenizer: CLIPTokenizer, images: torch.Tensor, captions: list[str], seed=0):
     """Per head, the share of (image, caption) pairs whose caption the CLIP scores above the same caption with
     one word of that head swapped (``hard_negative``): can the embedding tell a circle from a square?"""
+    return swap_accuracy_of(image_features(clip, images), lambda c: text_features(clip, tokenizer, c), captions, seed)
+
+
+@torch.no_grad()
+def swap_accuracy_of(image_embeds: torch.Tensor, text_fn, captions: list[str], seed=0) -> dict[str, float]:
+    """``swap_accuracy`` for any text encoder: ``text_fn(captions)`` gives unit embeddings in the image space."""
     rng = random.Random(seed)
-    img = image_features(clip, images)
-    true = (img * text_features(clip, tokenizer, captions)).sum(-1)
+    true = (image_embeds * text_fn(captions)).sum(-1)
     out = {}
     for head in ("shape", "colour", "pattern"):
         pairs = [(i, n) for i, c in enumerate(captions) if (n := hard_negative(c, rng, head)) is not None]
         if pairs:
             rows = torch.tensor([i for i, _ in pairs])
-            negative = (img[rows] * text_features(clip, tokenizer, [n for _, n in pairs])).sum(-1)
+            negative = (image_embeds[rows] * text_fn([n for _, n in pairs])).sum(-1)
             out[head] = float((true[rows] > negative).float().mean())
     return out
+
+
+def _negatives(captions: list[str], heads: tuple[str, ...], rng: random.Random) -> list[str]:
+    """One swap negative per caption and entry of ``heads`` (``"any"``: a random head), where one exists."""
+    return [
+        n
+        for head in heads
+        for c in captions
+        if (n := hard_negative(c, rng, None if head == "any" else head)) is not None
+    ]
 
 
 def contrastive_loss_with_negatives(
@@ -360,15 +375,8 @@ def train_toy_clip(
         img = image_features(clip, images)
         text = text_features(clip, tokenizer, captions)
         if hard_negatives:
-            negatives = [
-                n
-                for head in hard_negatives
-                for c in captions
-                if (n := hard_negative(c, negatives_rng, None if head == "any" else head)) is not None
-            ]
-            loss = contrastive_loss_with_negatives(
-                img, text, text_features(clip, tokenizer, negatives), clip.logit_scale
-            )
+            negatives = text_features(clip, tokenizer, _negatives(captions, hard_negatives, negatives_rng))
+            loss = contrastive_loss_with_negatives(img, text, negatives, clip.logit_scale)
         else:
             loss = contrastive_loss(img, text, clip.logit_scale)
         return loss, {"loss": loss, "scale": clip.logit_scale.exp()}
@@ -470,12 +478,15 @@ def train_toy_t5(
     warmup: int | None = None,
     eval_every: int | None = None,
     checkpoint_dir: str | Path | None = None,
+    hard_negatives: tuple[str, ...] = ("any", "shape"),
 ) -> tuple[T5EncoderModel, T5TokenizerFast, PooledProjection, dict]:
     """Train the toy T5 encoder and its pooled projection against the frozen CLIP's image embeddings (symmetric
-    InfoNCE) on ``SceneStream(seed)`` batches; save the encoder, tokenizer and head into ``out_dir``."""
+    InfoNCE, with ``train_toy_clip``'s swap negatives) on ``SceneStream(seed)`` batches; save the encoder,
+    tokenizer and head into ``out_dir``."""
     cfg = _config("t5", steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup=warmup)
     cfg.time_budget_s, cfg.device = time_budget_s, device
     cfg.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
+    cfg.extra = {"hard_negatives": list(hard_negatives)}
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = build_scene_t5_tokenizer()
     lengths = check_caption_lengths(t5_tokenizer=tokenizer)
@@ -484,16 +495,22 @@ def train_toy_t5(
     head = PooledProjection(t5.config.d_model, clip.config.projection_dim).to(dev).train()
     clip = clip.to(dev).eval().requires_grad_(False)
     stream = scenes.SceneStream(cfg.seed, device=dev, supersample=2)
+    negatives_rng = random.Random(cfg.seed + 11)
     if eval_every:
         eval_images, eval_captions, ceiling = full_caption_batch(128, seed=cfg.seed + 10_000, device=dev)
         with torch.no_grad():
             eval_image_embeds = image_features(clip, eval_images)
     history = []
 
+    def text_fn(captions):
+        return t5_features(t5, head, tokenizer, captions)
+
     @torch.no_grad()
     def evaluate(step):
         t5.eval(), head.eval()
-        acc = retrieval_accuracy(eval_image_embeds, t5_features(t5, head, tokenizer, eval_captions))
+        acc = retrieval_accuracy(eval_image_embeds, text_fn(eval_captions))
+        swaps = swap_accuracy_of(eval_image_embeds, text_fn, eval_captions, seed=cfg.seed)
+        acc |= {f"swap_{h}": v for h, v in swaps.items()}
         t5.train(), head.train()
         history.append({"step": step, **acc})
         return acc
@@ -505,11 +522,15 @@ def train_toy_t5(
             head.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
             images, captions, _ = stream.batch(cfg.batch_size)
             img = image_features(clip, images)
-        txt = t5_features(t5, head, tokenizer, captions)
-        loss = contrastive_loss(img, txt, head.logit_scale)
+        txt = text_fn(captions)
+        if hard_negatives:
+            negatives = text_fn(_negatives(captions, hard_negatives, negatives_rng))
+            loss = contrastive_loss_with_negatives(img, txt, negatives, head.logit_scale)
+        else:
+            loss = contrastive_loss(img, txt, head.logit_scale)
         return loss, {"loss": loss, "scale": head.logit_scale.exp()}
 
-    gens = {"rng": stream.rng, "gen": stream.gen}
+    gens = {"rng": stream.rng, "gen": stream.gen, "negatives": negatives_rng}
     log = _run(cfg, nn.ModuleList([t5, head]), loss_fn, "toy-t5", generators=gens)
     with torch.no_grad():
         head.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
