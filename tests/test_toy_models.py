@@ -42,7 +42,7 @@ def test_shipped_toy_clip_retrieves_fresh_scenes():
     model, tokenizer = toy_clip.load_toy_clip(folder)
     images, captions, ceiling = toy_clip.full_caption_batch(128, seed=4321)
     acc = toy_clip.evaluate_clip(model, tokenizer, images, captions)
-    assert min(acc.values()) >= 0.85 and ceiling > 0.9, acc  # the card: 0.930 on another seed
+    assert min(acc.values()) >= 0.85 and ceiling > 0.9, acc  # the card: retrieval 0.969, shape swaps 0.955
     # The same folder serves the metrics' CLIP path: matched captions score above shuffled ones.
     matched = clip_score(images[:32], captions[:32], folder)
     shuffled = clip_score(images[:32], captions[1:33], folder)

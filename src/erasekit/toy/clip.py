@@ -292,10 +292,12 @@ def full_caption_batch(n: int = 128, seed: int = 1234, device="cpu"):
 
 
 @torch.no_grad()
-def evaluate_clip(clip: CLIPModel, tokenizer: CLIPTokenizer, images: torch.Tensor, captions: list[str]) -> dict:
+def evaluate_clip(clip: CLIPModel, tokenizer: CLIPTokenizer, images: torch.Tensor, captions: list[str], seed=0) -> dict:
+    """Top-1 retrieval both ways and the per-head swap accuracy (``swap_<head>``) on the given pairs."""
     was_training = clip.training
     clip.eval()
     out = retrieval_accuracy(image_features(clip, images), text_features(clip, tokenizer, captions))
+    out |= {f"swap_{head}": v for head, v in swap_accuracy(clip, tokenizer, images, captions, seed).items()}
     clip.train(was_training)
     return out
 
@@ -358,11 +360,7 @@ def train_toy_clip(
     history = []
 
     def evaluate(step):
-        acc = evaluate_clip(clip, tokenizer, eval_images, eval_captions)
-        clip.eval()
-        swaps = swap_accuracy(clip, tokenizer, eval_images, eval_captions, seed=cfg.seed)
-        clip.train()
-        acc |= {f"swap_{head}": v for head, v in swaps.items()}
+        acc = evaluate_clip(clip, tokenizer, eval_images, eval_captions, seed=cfg.seed)
         history.append({"step": step, **acc})
         return acc
 
