@@ -34,7 +34,7 @@ def toy_train(
     ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
     init_from: Optional[Path] = typer.Option(
-        None, help="sd, flux: continue from this trained v2 pipeline's denoiser (fresh optimiser and schedule)."
+        None, help="sd, flux: continue from this trained v2 pipeline's denoiser; clip: from this toy CLIP folder."
     ),
     lr: Optional[float] = typer.Option(
         None, min=1e-8, callback=finite, help="Peak learning rate (default: the trainer's)."

@@ -172,11 +172,7 @@ def contrastive_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logi
     ``logit_scale`` is the log of the inverse temperature (``CLIPModel.logit_scale``); the scale is capped at
     100. Embeddings are L2-normalised here (a no-op for ``image_features``/``text_features``).
     """
-    image_embeds = F.normalize(image_embeds, dim=-1)
-    text_embeds = F.normalize(text_embeds, dim=-1)
-    logits = logit_scale.exp().clamp(max=100.0) * text_embeds @ image_embeds.t()
-    target = torch.arange(logits.shape[0], device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    return contrastive_loss_with_negatives(image_embeds, text_embeds, text_embeds[:0], logit_scale)
 
 
 def _swap_table() -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -249,6 +245,14 @@ def _negatives(captions: list[str], heads: tuple[str, ...], rng: random.Random) 
         for c in captions
         if (n := hard_negative(c, rng, None if head == "any" else head)) is not None
     ]
+
+
+def _loss_with_swaps(img, txt, captions, text_fn, heads: tuple[str, ...], rng: random.Random, logit_scale):
+    """The trainers' objective: ``contrastive_loss`` with the captions' swap negatives (``_negatives``) added."""
+    negatives = _negatives(captions, heads, rng) if heads else []
+    if not negatives:
+        return contrastive_loss(img, txt, logit_scale)
+    return contrastive_loss_with_negatives(img, txt, text_fn(negatives), logit_scale)
 
 
 def contrastive_loss_with_negatives(
@@ -372,11 +376,15 @@ def train_toy_clip(
         images, captions, _ = stream.batch(cfg.batch_size)
         img = image_features(clip, images)
         text = text_features(clip, tokenizer, captions)
-        if hard_negatives:
-            negatives = text_features(clip, tokenizer, _negatives(captions, hard_negatives, negatives_rng))
-            loss = contrastive_loss_with_negatives(img, text, negatives, clip.logit_scale)
-        else:
-            loss = contrastive_loss(img, text, clip.logit_scale)
+        loss = _loss_with_swaps(
+            img,
+            text,
+            captions,
+            lambda c: text_features(clip, tokenizer, c),
+            hard_negatives,
+            negatives_rng,
+            clip.logit_scale,
+        )
         return loss, {"loss": loss, "scale": clip.logit_scale.exp()}
 
     gens = {"rng": stream.rng, "gen": stream.gen, "negatives": negatives_rng}
@@ -521,11 +529,7 @@ def train_toy_t5(
             images, captions, _ = stream.batch(cfg.batch_size)
             img = image_features(clip, images)
         txt = text_fn(captions)
-        if hard_negatives:
-            negatives = text_fn(_negatives(captions, hard_negatives, negatives_rng))
-            loss = contrastive_loss_with_negatives(img, txt, negatives, head.logit_scale)
-        else:
-            loss = contrastive_loss(img, txt, head.logit_scale)
+        loss = _loss_with_swaps(img, txt, captions, text_fn, hard_negatives, negatives_rng, head.logit_scale)
         return loss, {"loss": loss, "scale": head.logit_scale.exp()}
 
     gens = {"rng": stream.rng, "gen": stream.gen, "negatives": negatives_rng}

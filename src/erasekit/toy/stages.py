@@ -45,8 +45,9 @@ def train_stage(
     ``x0_weight_floor`` for sd).
     ``name``: the output folder's name instead of the stage's (a variant, e.g. ``sd-p0.5`` for another summary
     dropout; its checkpoints are kept apart). A stage whose folder exists is refused unless ``overwrite``.
-    ``init_from`` (sd, flux): a trained world-v2 pipeline folder whose denoiser the run continues from, with a fresh
-    optimiser and schedule (``lr``: its peak learning rate; default the trainer's) — more steps for a finished model.
+    ``init_from``: for sd and flux a trained world-v2 pipeline folder whose denoiser the run continues from, for
+    clip a trained toy CLIP folder; a fresh optimiser and a short warm-up — more steps for a finished model.
+    ``lr``: the peak learning rate of any trained stage (default the trainer's).
     """
     if stage not in STAGES:
         raise InvalidArgumentError(f"unknown toy-world stage {stage!r}; choose one of {', '.join(STAGES)}")
@@ -89,7 +90,7 @@ def train_stage(
         if stage == "clip":
             clip.train_toy_clip(target, **common, init=init, lr=lr, warmup=None if init is None else 50)
         else:
-            clip.train_toy_t5(clip.load_toy_clip(out / "clip")[0], target, **common)
+            clip.train_toy_t5(clip.load_toy_clip(out / "clip")[0], target, **common, lr=lr)
         return target
 
     from . import train_scenes as T
