@@ -77,6 +77,27 @@ def _continues_from_a_trained_denoiser(out):
     train_stage("sd", out, name="sd-2", steps=1, batch_size=2, cache_size=4, lr=1e-8, init_from=out / "toy-sd")
     after = UNet2DConditionModel.from_pretrained(out / "sd-2" / "unet").state_dict()
     assert max(float((after[k] - before[k]).abs().max()) for k in before) < 1e-5
+    # Regrouping the heads keeps every weight; only the split of the projections changes.
+    with pytest.raises(InvalidArgumentError, match="5 attention heads do not divide"):
+        train_stage("sd", out, name="sd-3", settings={"attention_heads": 5})
+    with pytest.raises(InvalidArgumentError, match="flux's heads are fixed"):
+        train_stage("flux", out, name="flux-3", settings={"attention_heads": 2})
+    train_stage(
+        "sd",
+        out,
+        name="sd-3",
+        steps=1,
+        batch_size=2,
+        cache_size=4,
+        lr=1e-8,
+        init_from=out / "toy-sd",
+        settings={"attention_heads": 2},
+    )
+    regrouped = UNet2DConditionModel.from_pretrained(out / "sd-3" / "unet")
+    assert regrouped.config.attention_head_dim == 2
+    assert regrouped.down_blocks[0].attentions[0].transformer_blocks[0].attn2.heads == 2
+    after = regrouped.state_dict()
+    assert max(float((after[k] - before[k]).abs().max()) for k in before) < 1e-5
 
 
 def test_world_v1_prerequisites_are_refused(tmp_path):

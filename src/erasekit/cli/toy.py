@@ -32,6 +32,9 @@ def toy_train(
     x0_weight_floor: Optional[float] = typer.Option(
         None, min=0.0, max=5.0, help="sd: least loss weight of a step, in clean-latent terms (min-SNR: 0)."
     ),
+    attention_heads: Optional[int] = typer.Option(
+        None, min=1, help="sd: attention heads per UNet layer (default 8; a continued UNet's heads are regrouped)."
+    ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
     init_from: Optional[Path] = typer.Option(
         None, help="sd, flux: continue from this trained v2 pipeline's denoiser; clip: from this toy CLIP folder."
@@ -50,17 +53,20 @@ def toy_train(
 
     root = out_dir or toy_weights_dir()
     if world == 1:
-        if any(v is not None for v in (summary_dropout, x0_weight_floor, init_from, lr)):
+        if any(v is not None for v in (summary_dropout, x0_weight_floor, attention_heads, init_from, lr)):
             raise InvalidArgumentError(
-                "--summary-dropout, --x0-weight-floor, --init-from and --lr are world-2 settings"
+                "--summary-dropout, --x0-weight-floor, --attention-heads, --init-from and --lr are world-2 settings"
             )
         _train_v1(what, root, steps, batch_size, minutes, device, seed)
         return
     from ..toy.stages import train_stage
 
-    settings = {
-        k: v for k, v in (("summary_dropout", summary_dropout), ("x0_weight_floor", x0_weight_floor)) if v is not None
-    } or None
+    chosen = (
+        ("summary_dropout", summary_dropout),
+        ("x0_weight_floor", x0_weight_floor),
+        ("attention_heads", attention_heads),
+    )
+    settings = {k: v for k, v in chosen if v is not None} or None
     folder = train_stage(
         what,
         root,

@@ -20,6 +20,7 @@ from diffusers.models.attention import FeedForward
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
+from ..errors import InvalidArgumentError
 from .world import IMAGE_SIZE
 
 TEXT_DIM = 64
@@ -177,10 +178,21 @@ def build_vae_v2(size: str = "toy") -> AutoencoderKL:
     ).eval()
 
 
-def build_unet_v2(size: str = "toy", prediction_type: str = "epsilon") -> UNet2DConditionModel:
+UNET_V2_CHANNELS = (48, 96, 96)
+
+
+def check_heads(heads: int, channels) -> None:
+    if heads < 1 or any(c % heads for c in channels):
+        raise InvalidArgumentError(f"{heads} attention heads do not divide the UNet's widths {tuple(channels)}")
+
+
+def build_unet_v2(size: str = "toy", prediction_type: str = "epsilon", heads: int = 8) -> UNet2DConditionModel:
+    """``heads``: attention heads per layer (diffusers' UNet reads ``attention_head_dim`` as the head count); a head
+    is 48/heads or 96/heads channels wide."""
     if size != "toy":
         return build_unet(size, prediction_type)
-    channels = (48, 96, 96)
+    channels = UNET_V2_CHANNELS
+    check_heads(heads, channels)
     return UNet2DConditionModel(
         sample_size=16,
         in_channels=4,
@@ -190,9 +202,21 @@ def build_unet_v2(size: str = "toy", prediction_type: str = "epsilon") -> UNet2D
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=TEXT_DIM,
-        attention_head_dim=8,
+        attention_head_dim=heads,
         norm_num_groups=8,
     ).eval()
+
+
+def regroup_heads(unet: UNet2DConditionModel, heads: int) -> UNet2DConditionModel:
+    """The same UNet with ``heads`` attention heads per layer. The projections' weights do not depend on the head
+    count (it only splits them), so a trained UNet continues from its own weights, grouped anew."""
+    if unet.config.attention_head_dim == heads:
+        return unet
+    check_heads(heads, unet.config.block_out_channels)
+    config = dict(unet.config) | {"attention_head_dim": heads}
+    regrouped = UNet2DConditionModel.from_config(config)
+    regrouped.load_state_dict(unet.state_dict())
+    return regrouped
 
 
 class ToyFluxTransformer2DModel(FluxTransformer2DModel):

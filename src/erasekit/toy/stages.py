@@ -69,6 +69,12 @@ def train_stage(
         _check_world_v2(out / STAGE_FOLDERS[need], need)
     if settings and stage not in ("sd", "flux"):
         raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
+    if settings and stage == "flux" and "attention_heads" in settings:
+        raise InvalidArgumentError("attention_heads is a setting of sd (its UNet); flux's heads are fixed")
+    if settings and stage == "sd" and "attention_heads" in settings:
+        from .architectures import UNET_V2_CHANNELS, check_heads
+
+        check_heads(int(settings["attention_heads"]), UNET_V2_CHANNELS)  # before the latent cache is built
     if settings and stage == "flux" and "x0_weight_floor" in settings:
         # Flow matching's velocity loss already weighs a step's clean-latent error by 1/σ² ≥ 1.
         raise InvalidArgumentError("x0_weight_floor is a setting of sd (DDPM) training; flux has none")

@@ -252,12 +252,18 @@ def train_sd(
 ) -> StableDiffusionPipeline:
     """A UNet (DDPM, min-SNR-5 weighting) against the frozen toy CLIP text tower; ``cfg.extra["summary_dropout"]``
     is the share of samples whose EOT and padding slots are the empty caption's, ``cfg.extra["x0_weight_floor"]``
-    the least weight of a step (see ``loss_weight``). ``init``: a UNet to continue
-    from (a fresh schedule and optimiser) instead of a new one."""
+    the least weight of a step (see ``loss_weight``), ``cfg.extra["attention_heads"]`` the heads per attention layer
+    (default 8). ``init``: a UNet to continue from (a fresh schedule and optimiser) instead of a new one, its heads
+    regrouped when ``attention_heads`` differs."""
     cfg = cfg or default_config("sd")
     dev = _device(cfg)
     torch.manual_seed(cfg.seed)
-    unet = (init if init is not None else arch.build_unet_v2(prediction_type=prediction_type)).to(dev).train()
+    heads = cfg.extra.get("attention_heads")
+    if init is None:
+        unet = arch.build_unet_v2(prediction_type=prediction_type, heads=int(heads or 8))
+    else:
+        unet = init if heads is None else arch.regroup_heads(init, int(heads))
+    unet = unet.to(dev).train()
     text_encoder = text_encoder.to(dev).eval().requires_grad_(False)
     noise_sched = arch.ddpm_training_scheduler(prediction_type)
     alphas = noise_sched.alphas_cumprod.to(dev)
