@@ -8,7 +8,7 @@ import torch
 from erasekit.errors import UnknownConceptError
 from erasekit.toy import scenes as S
 from erasekit.toy.scene_judge import SceneJudge, cells_of, judge_loss
-from erasekit.toy.train_scenes import LatentCache, summary_dropout
+from erasekit.toy.train_scenes import LatentCache, summary_dropout, summary_swap
 
 
 def _scene(*objects, style="default"):
@@ -213,3 +213,15 @@ def test_parse_caption_reads_back_what_every_caption_names():
 def test_parse_caption_refuses_what_the_judge_cannot_place(text, why):
     with pytest.raises(UnknownConceptError, match=why):
         S.parse_caption(text)
+
+
+def test_summary_swap_takes_the_previous_rows_summary_aligned_at_its_eos():
+    eos = 9
+    ids = torch.tensor([[8, 1, 2, eos, eos, eos], [8, 1, eos, eos, eos, eos]])
+    hidden = torch.arange(2 * 6 * 2, dtype=torch.float32).view(2, 6, 2)
+    out = summary_swap(hidden, ids, eos, torch.tensor([True, True]))
+    # row 0 gets row 1's slots from its EOS (position 2) on; past row 1's end the last slot repeats
+    assert torch.equal(out[0, :3], hidden[0, :3]) and torch.equal(out[0, 3:], hidden[1, [2, 3, 4]])
+    assert torch.equal(out[1, :2], hidden[1, :2]) and torch.equal(out[1, 2:], hidden[0, [3, 4, 5, 5]])
+    kept = summary_swap(hidden, ids, eos, torch.tensor([False, True]))
+    assert torch.equal(kept[0], hidden[0])

@@ -21,7 +21,8 @@ def test_stages_chain_into_v2_pipelines(tmp_path):
     for stage in ("judge", "vae", "clip", "t5"):
         train_stage(stage, out, steps=1, batch_size=4)
     for stage in ("sd", "flux"):
-        train_stage(stage, out, steps=1, batch_size=2, cache_size=4, settings={"summary_dropout": 0.9})
+        settings = {"summary_dropout": 0.5, "summary_swap": 0.5}
+        train_stage(stage, out, steps=1, batch_size=2, cache_size=4, settings=settings)
     assert set(stage_status(out).values()) == {"done"} and list(stage_status(out)) == list(STAGES)
     assert (out / WORK_DIR / "cache" / "cache.json").is_file()
     for name in ("toy-sd", "toy-flux"):
@@ -77,6 +78,8 @@ def _continues_from_a_trained_denoiser(out):
     train_stage("sd", out, name="sd-2", steps=1, batch_size=2, cache_size=4, lr=1e-8, init_from=out / "toy-sd")
     after = UNet2DConditionModel.from_pretrained(out / "sd-2" / "unet").state_dict()
     assert max(float((after[k] - before[k]).abs().max()) for k in before) < 1e-5
+    with pytest.raises(InvalidArgumentError, match="at most 1"):
+        train_stage("sd", out, name="sd-3", settings={"summary_dropout": 0.6, "summary_swap": 0.6})
     # Regrouping the heads keeps every weight; only the split of the projections changes.
     with pytest.raises(InvalidArgumentError, match="5 attention heads do not divide"):
         train_stage("sd", out, name="sd-3", settings={"attention_heads": 5})

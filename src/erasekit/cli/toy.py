@@ -29,6 +29,9 @@ def toy_train(
     summary_dropout: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="sd, flux: share of samples whose EOT and padding slots are the empty caption's."
     ),
+    summary_swap: Optional[float] = typer.Option(
+        None, min=0.0, max=1.0, help="sd, flux: share of samples whose EOT and padding slots are another caption's."
+    ),
     x0_weight_floor: Optional[float] = typer.Option(
         None, min=0.0, max=5.0, help="sd: least loss weight of a step, in clean-latent terms (min-SNR: 0)."
     ),
@@ -53,9 +56,10 @@ def toy_train(
 
     root = out_dir or toy_weights_dir()
     if world == 1:
-        if any(v is not None for v in (summary_dropout, x0_weight_floor, attention_heads, init_from, lr)):
+        if any(v is not None for v in (summary_dropout, summary_swap, x0_weight_floor, attention_heads, init_from, lr)):
             raise InvalidArgumentError(
-                "--summary-dropout, --x0-weight-floor, --attention-heads, --init-from and --lr are world-2 settings"
+                "--summary-dropout/-swap, --x0-weight-floor, --attention-heads, --init-from and --lr are world-2 "
+                "settings"
             )
         _train_v1(what, root, steps, batch_size, minutes, device, seed)
         return
@@ -63,6 +67,7 @@ def toy_train(
 
     chosen = (
         ("summary_dropout", summary_dropout),
+        ("summary_swap", summary_swap),
         ("x0_weight_floor", x0_weight_floor),
         ("attention_heads", attention_heads),
     )

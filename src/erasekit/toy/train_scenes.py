@@ -222,6 +222,31 @@ def summary_dropout(
     return torch.where(mask.unsqueeze(-1), empty.to(hidden.dtype).expand_as(hidden), hidden)
 
 
+def summary_swap(
+    hidden: torch.Tensor, ids: torch.Tensor, eos_id: int, swap: torch.Tensor, source: torch.Tensor | None = None
+) -> torch.Tensor:
+    """In the rows where ``swap`` is true, the slots from the first EOS on become the previous row's (of
+    ``source``, default ``hidden``), aligned at their EOS: a summary that contradicts the caption's words, so a
+    denoiser trained on it learns to read the words. Pure function; other rows and slots are unchanged."""
+    source = hidden if source is None else source
+    rows, length = ids.shape
+    positions = torch.arange(length, device=ids.device).view(1, -1)
+    first_eos = (ids == eos_id).int().argmax(1).view(-1, 1)
+    donor = torch.arange(rows, device=ids.device).roll(1)
+    at = (first_eos[donor] + positions - first_eos).clamp(0, length - 1)
+    donated = source[donor].gather(1, at.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    mask = swap.to(ids.device).view(-1, 1) & (positions >= first_eos)
+    return torch.where(mask.unsqueeze(-1), donated.to(hidden.dtype), hidden)
+
+
+def _summary_choice(rows: int, generator: torch.Generator, extra: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which rows of a batch get the empty caption's summary (``summary_dropout``) and which another caption's
+    (``summary_swap``); disjoint shares."""
+    p_drop, p_swap = float(extra.get("summary_dropout", 0.0)), float(extra.get("summary_swap", 0.0))
+    u = torch.rand(rows, generator=generator)
+    return u < p_drop, (u >= p_drop) & (u < p_drop + p_swap)
+
+
 def loss_weight(snr: torch.Tensor, prediction_type: str, gamma: float = 5.0, floor: float = 0.0) -> torch.Tensor:
     """Per-sample weight of the denoising loss so that, in terms of the clean latent's error, sample t counts
     ``clamp(SNR_t, floor, gamma)`` (min-SNR-γ, Hang et al. 2023, when ``floor`` is 0). A floor above 0 gives the
@@ -251,7 +276,8 @@ def train_sd(
     init: UNet2DConditionModel | None = None,
 ) -> StableDiffusionPipeline:
     """A UNet (DDPM, min-SNR-5 weighting) against the frozen toy CLIP text tower; ``cfg.extra["summary_dropout"]``
-    is the share of samples whose EOT and padding slots are the empty caption's, ``cfg.extra["x0_weight_floor"]``
+    is the share of samples whose EOT and padding slots are the empty caption's, ``cfg.extra["summary_swap"]`` the
+    share whose are another caption's, ``cfg.extra["x0_weight_floor"]``
     the least weight of a step (see ``loss_weight``), ``cfg.extra["attention_heads"]`` the heads per attention layer
     (default 8). ``init``: a UNet to continue from (a fresh schedule and optimiser) instead of a new one, its heads
     regrouped when ``attention_heads`` differs."""
@@ -269,7 +295,6 @@ def train_sd(
     alphas = noise_sched.alphas_cumprod.to(dev)
     snr = alphas / (1 - alphas)
     draw = _CaptionDraw(cache, cfg)
-    p_drop = float(cfg.extra.get("summary_dropout", 0.0))
     floor = float(cfg.extra.get("x0_weight_floor", 0.0))
     length = tokenizer.model_max_length
     scale = vae.config.scaling_factor
@@ -281,8 +306,9 @@ def train_sd(
         latents = latents * scale
         with torch.no_grad():
             ids, out = _encode(tokenizer, text_encoder, captions, length, dev)
-            drop = torch.rand(len(captions), generator=draw.gen) < p_drop
+            drop, swap = _summary_choice(len(captions), draw.gen, cfg.extra)
             cond = summary_dropout(out[0], ids, tokenizer.eos_token_id, empty, drop)
+            cond = summary_swap(cond, ids, tokenizer.eos_token_id, swap, source=out[0])
         noise = torch.randn(latents.shape, generator=draw.gen).to(dev)
         t = torch.randint(0, 1000, (latents.shape[0],), generator=draw.gen).to(dev)
         pred = unet(noise_sched.add_noise(latents, noise, t), t, cond).sample
@@ -333,7 +359,8 @@ def train_flux(
     init: torch.nn.Module | None = None,
 ) -> FluxPipeline:
     """A ``ToyFluxTransformer2DModel`` by rectified flow matching against the frozen toy CLIP (pooled) and toy T5.
-    Summary dropout replaces T5's slots from its EOS on, and the pooled CLIP vector, by the empty caption's.
+    Summary dropout replaces T5's slots from its EOS on, and the pooled CLIP vector, by the empty caption's;
+    summary swap by another caption's.
     ``init``: a transformer to continue from instead of a new one."""
     cfg = cfg or default_config("flux")
     dev = _device(cfg)
@@ -342,7 +369,6 @@ def train_flux(
     text_encoder = text_encoder.to(dev).eval().requires_grad_(False)
     text_encoder_2 = text_encoder_2.to(dev).eval().requires_grad_(False)
     draw = _CaptionDraw(cache, cfg)
-    p_drop = float(cfg.extra.get("summary_dropout", 0.0))
     shift, scale = vae.config.shift_factor, vae.config.scaling_factor
     t5_length = tokenizer_2.model_max_length
     with torch.no_grad():
@@ -356,8 +382,10 @@ def train_flux(
         with torch.no_grad():
             pooled = _encode(tokenizer, text_encoder, captions, tokenizer.model_max_length, dev)[1].pooler_output
             ids2, out2 = _encode(tokenizer_2, text_encoder_2, captions, t5_length, dev)
-            drop = torch.rand(b, generator=draw.gen) < p_drop
+            drop, swap = _summary_choice(b, draw.gen, cfg.extra)
             t5 = summary_dropout(out2[0], ids2, tokenizer_2.eos_token_id, empty_t5, drop)
+            t5 = summary_swap(t5, ids2, tokenizer_2.eos_token_id, swap, source=out2[0])
+            pooled = torch.where(swap.to(dev).view(-1, 1), pooled.roll(1, 0), pooled)
             pooled = torch.where(drop.to(dev).view(-1, 1), empty_pooled.expand_as(pooled), pooled)
         noise = torch.randn(x0.shape, generator=draw.gen).to(dev)
         sigma = torch.sigmoid(torch.randn(b, generator=draw.gen)).to(dev)
