@@ -278,8 +278,9 @@ def train_sd(
     """A UNet (DDPM, min-SNR-5 weighting) against the frozen toy CLIP text tower; ``cfg.extra["summary_dropout"]``
     is the share of samples whose EOT and padding slots are the empty caption's, ``cfg.extra["summary_swap"]`` the
     share whose are another caption's, ``cfg.extra["x0_weight_floor"]`` the least weight of a step (see
-    ``loss_weight``), ``cfg.extra["attention_heads"]`` the heads per attention layer (default 8). ``init``: a UNet to continue from (a fresh schedule and optimiser) instead of a new one, its heads
-    regrouped when ``attention_heads`` differs."""
+    ``loss_weight``), ``cfg.extra["attention_heads"]`` the heads per attention layer (default 8). ``init``: a UNet
+    to continue from (a fresh schedule and optimiser) instead of a new one, its heads regrouped when
+    ``attention_heads`` differs."""
     cfg = cfg or default_config("sd")
     dev = _device(cfg)
     torch.manual_seed(cfg.seed)
