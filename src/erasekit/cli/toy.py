@@ -38,6 +38,12 @@ def toy_train(
     attention_heads: Optional[int] = typer.Option(
         None, min=1, help="sd: attention heads per UNet layer (default 8; a continued UNet's heads are regrouped)."
     ),
+    attention_grounding: Optional[float] = typer.Option(
+        None,
+        min=0.0,
+        callback=finite,
+        help="sd: weight of the loss pulling each object word's cross-attention into its object's cell (default 0).",
+    ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
     init_from: Optional[Path] = typer.Option(
         None, help="sd, flux: continue from this trained v2 pipeline's denoiser; clip: from this toy CLIP folder."
@@ -56,10 +62,11 @@ def toy_train(
 
     root = out_dir or toy_weights_dir()
     if world == 1:
-        if any(v is not None for v in (summary_dropout, summary_swap, x0_weight_floor, attention_heads, init_from, lr)):
+        world2 = (summary_dropout, summary_swap, x0_weight_floor, attention_heads, attention_grounding, init_from, lr)
+        if any(v is not None for v in world2):
             raise InvalidArgumentError(
-                "--summary-dropout/-swap, --x0-weight-floor, --attention-heads, --init-from and --lr are world-2 "
-                "settings"
+                "--summary-dropout/-swap, --x0-weight-floor, --attention-heads/-grounding, --init-from and --lr are "
+                "world-2 settings"
             )
         _train_v1(what, root, steps, batch_size, minutes, device, seed)
         return
@@ -70,6 +77,7 @@ def toy_train(
         ("summary_swap", summary_swap),
         ("x0_weight_floor", x0_weight_floor),
         ("attention_heads", attention_heads),
+        ("attention_grounding", attention_grounding),
     )
     settings = {k: v for k, v in chosen if v is not None} or None
     folder = train_stage(

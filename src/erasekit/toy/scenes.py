@@ -396,6 +396,53 @@ def parse_caption(text: str) -> ParsedCaption:
     return ParsedCaption(tuple(objects), style)
 
 
+def caption_words(text: str) -> list[str]:
+    """A caption's words as the toy tokenizers split them (one token each; a comma is a word of its own)."""
+    return text.lower().replace(",", " , ").split()
+
+
+def object_word_positions(text: str, scene: Scene) -> list[tuple[int, tuple[int, ...]]]:
+    """For each object phrase of a caption of ``scene``: (the object's index in ``scene.objects``, the positions in
+    ``caption_words(text)`` of the phrase's attribute words). A phrase that fits several of the objects not yet
+    placed ("a red thing" beside two red objects) is left out; every other phrase lands on its own object, since a
+    caption's phrases are true descriptions and the first phrase placed fits only its own."""
+    words = caption_words(text)
+    separators = [s.split() for s in _SEPARATORS]
+    segments, start, i = [], 0, 0
+    while i < len(words):
+        sep = next((s for s in separators if words[i : i + len(s)] == s), None)
+        if sep is None:
+            i += 1
+            continue
+        segments.append((start, i))
+        i += len(sep)
+        start = i
+    segments.append((start, len(words)))
+    table = sorted(((w.split(), head, value) for w, head, value in _phrase_table()), key=lambda r: -len(r[0]))
+    placed: list[tuple[int, tuple[int, ...]]] = []
+    taken: set[int] = set()
+    for a, b in segments:
+        found: dict[str, str] = {}
+        used: set[int] = set()
+        for phrase, head, value in table:
+            for j in range(a, b - len(phrase) + 1):
+                span = set(range(j, j + len(phrase)))
+                if words[j : j + len(phrase)] == phrase and not used & span:
+                    found[head] = value
+                    used |= span
+        if not used:
+            continue
+        fits = [
+            k
+            for k, obj in enumerate(scene.objects)
+            if k not in taken and all(obj.names[h] == v for h, v in found.items())
+        ]
+        if len(fits) == 1:
+            taken.add(fits[0])
+            placed.append((fits[0], tuple(sorted(used))))
+    return placed
+
+
 # --------------------------------------------------------------------------------------------- rendering
 
 

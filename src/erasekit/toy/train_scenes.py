@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from ..atomic import atomic_path
 from ..progress import progress_bar
 from . import architectures as arch
+from .attention_grounding import AttentionMaps, grounding_loss, grounding_targets
 from .scene_judge import SceneJudge, judge_loss
 from .scenes import (
     CELL,
@@ -208,7 +209,7 @@ class _CaptionDraw:
             "" if self.rng.random() < self.cfg.caption_dropout else caption_for(self.cache.scenes[i], self.rng)
             for i in idx.tolist()
         ]
-        return latents, captions
+        return latents, captions, [self.cache.scenes[i] for i in idx.tolist()]
 
 
 def summary_dropout(
@@ -275,12 +276,12 @@ def train_sd(
     prediction_type: str = "epsilon",
     init: UNet2DConditionModel | None = None,
 ) -> StableDiffusionPipeline:
-    """A UNet (DDPM, min-SNR-5 weighting) against the frozen toy CLIP text tower; ``cfg.extra["summary_dropout"]``
-    is the share of samples whose EOT and padding slots are the empty caption's, ``cfg.extra["summary_swap"]`` the
-    share whose are another caption's, ``cfg.extra["x0_weight_floor"]`` the least weight of a step (see
-    ``loss_weight``), ``cfg.extra["attention_heads"]`` the heads per attention layer (default 8). ``init``: a UNet
-    to continue from (a fresh schedule and optimiser) instead of a new one, its heads regrouped when
-    ``attention_heads`` differs."""
+    """A UNet (DDPM, min-SNR-5 weighting) against the frozen toy CLIP text tower. ``cfg.extra``:
+    ``summary_dropout`` the share of samples whose EOT and padding slots are the empty caption's, ``summary_swap``
+    the share whose are another caption's, ``x0_weight_floor`` the least weight of a step (see ``loss_weight``),
+    ``attention_heads`` the heads per attention layer (default 8), ``attention_grounding`` the weight of
+    ``attention_grounding.grounding_loss`` (default 0: off). ``init``: a UNet to continue from (a fresh schedule
+    and optimiser) instead of a new one, its heads regrouped when ``attention_heads`` differs."""
     cfg = cfg or default_config("sd")
     dev = _device(cfg)
     torch.manual_seed(cfg.seed)
@@ -300,9 +301,11 @@ def train_sd(
     scale = vae.config.scaling_factor
     with torch.no_grad():
         empty = _encode(tokenizer, text_encoder, [""], length, dev)[1][0]
+    grounding = float(cfg.extra.get("attention_grounding", 0.0))
+    recorder = AttentionMaps(unet) if grounding else None
 
     def loss_fn(step):
-        latents, captions = draw.batch(dev)
+        latents, captions, scenes = draw.batch(dev)
         latents = latents * scale
         with torch.no_grad():
             ids, out = _encode(tokenizer, text_encoder, captions, length, dev)
@@ -311,20 +314,31 @@ def train_sd(
             cond = summary_swap(cond, ids, tokenizer.eos_token_id, swap, source=out[0])
         noise = torch.randn(latents.shape, generator=draw.gen).to(dev)
         t = torch.randint(0, 1000, (latents.shape[0],), generator=draw.gen).to(dev)
+        if recorder is not None:
+            recorder.clear()
         pred = unet(noise_sched.add_noise(latents, noise, t), t, cond).sample
         target = noise if prediction_type == "epsilon" else noise_sched.get_velocity(latents, noise, t)
         weight = loss_weight(snr[t], prediction_type, floor=floor)
-        loss = (weight * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
-        return loss, {"loss": loss}
+        denoise = (weight * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
+        if recorder is None:
+            return denoise, {"loss": denoise}
+        # Weighted by the signal's amplitude: where the noisy latent shows no layout yet, a cell is a guess.
+        targets = grounding_targets(captions, scenes, tokenizer, length).to(dev)
+        ground = grounding_loss(recorder.maps, targets, alphas[t].sqrt())
+        return denoise + grounding * ground, {"loss": denoise, "grounding": ground}
 
-    log = _run(
-        cfg,
-        unet,
-        loss_fn,
-        "toy-sd",
-        ema=True,
-        generators={"rng": draw.rng, "gen": draw.gen},
-    )
+    try:
+        log = _run(
+            cfg,
+            unet,
+            loss_fn,
+            "toy-sd",
+            ema=True,
+            generators={"rng": draw.rng, "gen": draw.gen},
+        )
+    finally:
+        if recorder is not None:
+            recorder.remove()
     pipe = StableDiffusionPipeline(
         vae=vae.cpu(),
         text_encoder=text_encoder.cpu(),
@@ -376,7 +390,7 @@ def train_flux(
         empty_t5 = _encode(tokenizer_2, text_encoder_2, [""], t5_length, dev)[1][0]
 
     def loss_fn(step):
-        latents, captions = draw.batch(dev)
+        latents, captions, scenes = draw.batch(dev)
         b = latents.shape[0]
         x0 = (latents - shift) * scale
         with torch.no_grad():
