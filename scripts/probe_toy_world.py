@@ -47,7 +47,7 @@ def main():
     judge = load_scene_judge(args.judge)
     results: dict = {"model": str(folder), "guidance": guidance, "steps": args.steps, "splice": {}}
     t0 = time.time()
-    for head in args.heads.split(","):
+    for head in filter(None, args.heads.split(",")):
         pairs = splice_pairs(head, args.pairs, seed=0)
         rates = splice_test(pipe, judge, pairs, steps=args.steps, guidance=guidance)
         results["splice"][head] = rates
@@ -55,7 +55,11 @@ def main():
     if hasattr(pipe, "unet") and args.locality:
         loc = attention_locality(pipe, judge, locality_prompts(args.locality), steps=args.steps, guidance=guidance)
         results["locality"] = loc
-        print(f"attention locality {loc['locality']:.3f} over {loc['judged']} of {loc['prompts']} prompts")
+        thirds = " / ".join(f"{v:.3f}" for v in loc["by_step_third"])
+        print(
+            f"attention locality {loc['locality']:.3f} (by thirds of the steps {thirds}) over {loc['judged']} of "
+            f"{loc['prompts']} prompts"
+        )
     if args.quality:
         from erasekit.eval.scene_quality import scene_quality
         from erasekit.generate import generate

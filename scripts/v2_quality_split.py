@@ -3,6 +3,9 @@
 Per group (1 or 2 objects × training or held-out templates; default style, no omissions) it generates ``--n``
 seeded prompts and prints the share of images with every object's shape / colour / pattern right, every object
 right on all heads, and the object count right — the per-head lines of the toy-world issue, apart by cause.
+For two objects it also prints where a wrong colour or pattern comes from: among the images whose two shapes are
+the prompt's, the share of objects (whose two values differ) drawn with their own value, with the other object's
+(attributes bound to the wrong shape) or with a value the prompt does not name.
 
     python scripts/v2_quality_split.py runs/v2/toy-sd --n 64 [--guidance 7.5] [--steps 25]
 """
@@ -22,6 +25,23 @@ from erasekit.toy.scene_judge import load_scene_judge
 from erasekit.toy.scenes import caption, random_scene
 
 HEADS = ("shape_right", "colour_right", "pattern_right", "object_right", "count_right")
+
+
+def binding_sources(named: list[list[int]], cells: list[list[int]], counts: dict[str, int]) -> None:
+    """Count, per attribute, objects drawn with their own / the other object's / a foreign value, on a
+    two-object image whose shapes are the prompt's (each object found by its shape)."""
+    if len(named) != 2 or len(cells) != 2 or sorted(c[0] for c in cells) != sorted(o[0] for o in named):
+        return
+    if named[0][0] == named[1][0]:
+        return
+    for k, obj in enumerate(named):
+        other = named[1 - k]
+        cell = next(c for c in cells if c[0] == obj[0])
+        for h, head in ((1, "colour"), (2, "pattern")):
+            if obj[h] == other[h]:
+                continue
+            source = "own" if cell[h] == obj[h] else "other" if cell[h] == other[h] else "foreign"
+            counts[f"{head}_{source}"] = counts.get(f"{head}_{source}", 0) + 1
 
 
 def group_items(k: int, heldout: bool, n: int, seed: int) -> list[PromptItem]:
@@ -58,7 +78,7 @@ def main() -> None:
             if name not in args.groups.split(","):
                 continue
             items = group_items(k, heldout, args.n, args.seed)
-            rows = []
+            rows, sources = [], {}
             for start in range(0, len(items), args.batch):
                 chunk = items[start : start + args.batch]
                 _, states, pooled, _ = _encode(pipe, [it.prompt for it in chunk])
@@ -69,8 +89,17 @@ def main() -> None:
                     # One assignment serves every head, so this is "every object right on every head".
                     row["object_right"] = row["shape_right"] and row["colour_right"] and row["pattern_right"]
                     rows.append(row)
+                    occupied = [c for c in range(judged["presence"].shape[1]) if judged["presence"][i, c] == 1]
+                    cells = [[int(judged[h][i, c]) for h in ("shape", "colour", "pattern")] for c in occupied]
+                    binding_sources(it.labels["objects"], cells, sources)
             results[name] = {h: sum(r[h] for r in rows) / len(rows) for h in HEADS}
             print(name, " ".join(f"{h.split('_')[0]}={v:.3f}" for h, v in results[name].items()), flush=True)
+            for head in ("colour", "pattern") if k == 2 else ():
+                got = {src: sources.get(f"{head}_{src}", 0) for src in ("own", "other", "foreign")}
+                total = max(1, sum(got.values()))
+                results[name][f"{head}_binding"] = {src: n / total for src, n in got.items()} | {"objects": total}
+                shares = " ".join(f"{src} {n / total:.2f}" for src, n in got.items())
+                print(f"  {head} drawn with: {shares} ({total} objects)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "guidance": guidance, "steps": args.steps, "n": args.n, **results}, f)

@@ -44,6 +44,12 @@ def toy_train(
         callback=finite,
         help="sd: weight of the loss pulling each object word's cross-attention into its object's cell (default 0).",
     ),
+    attention_grounding_power: Optional[float] = typer.Option(
+        None,
+        min=0.0,
+        max=4.0,
+        help="sd: the grounding loss of step t weighs ᾱ_t to this power (default 0.5; 0: every step alike).",
+    ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
     init_from: Optional[Path] = typer.Option(
         None, help="sd, flux: continue from this trained v2 pipeline's denoiser; clip: from this toy CLIP folder."
@@ -63,7 +69,7 @@ def toy_train(
     root = out_dir or toy_weights_dir()
     if world == 1:
         world2 = (summary_dropout, summary_swap, x0_weight_floor, attention_heads, attention_grounding, init_from, lr)
-        if any(v is not None for v in world2):
+        if any(v is not None for v in (*world2, attention_grounding_power)):
             raise InvalidArgumentError(
                 "--summary-dropout/-swap, --x0-weight-floor, --attention-heads/-grounding, --init-from and --lr are "
                 "world-2 settings"
@@ -78,6 +84,7 @@ def toy_train(
         ("x0_weight_floor", x0_weight_floor),
         ("attention_heads", attention_heads),
         ("attention_grounding", attention_grounding),
+        ("attention_grounding_power", attention_grounding_power),
     )
     settings = {k: v for k, v in chosen if v is not None} or None
     folder = train_stage(

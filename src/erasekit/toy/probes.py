@@ -230,7 +230,7 @@ def attention_locality(
     records: list[torch.Tensor] = []
     original = dict(unet.attn_processors)
     unet.set_attn_processor(_AttentionRecorder(records))
-    shares, usable = [], 0
+    shares, by_third, usable = [], [], 0
     try:
         for k, (prompt, scene) in enumerate(prompts):
             records.clear()
@@ -244,16 +244,28 @@ def attention_locality(
             if set(found) != wanted or len(occupied) != 2:
                 continue
             usable += 1
+            per_step = len(records) // steps  # cross-attention layers called per denoising step
             cell_mass = torch.zeros(len(tokens), CELLS)
-            for maps in records:  # (1, Q, L)
+            thirds = torch.zeros(3, len(tokens), CELLS)
+            for r, maps in enumerate(records):  # (1, Q, L)
                 side = int(maps.shape[1] ** 0.5)
                 grid = maps[0].T.reshape(len(tokens), GRID, side // GRID, GRID, side // GRID)
-                cell_mass += grid.sum((2, 4)).reshape(len(tokens), CELLS) / maps.shape[1]
+                mass = grid.sum((2, 4)).reshape(len(tokens), CELLS) / maps.shape[1]
+                cell_mass += mass
+                thirds[min(2, 3 * (r // per_step) // steps)] += mass
             for obj in scene.objects:
-                word = SHAPES[obj.shape] + "</w>"
-                slot = tokens.index(word)
-                mass = cell_mass[slot, occupied]
-                shares.append(float(cell_mass[slot, found[obj.shape]] / mass.sum()))
+                slot = tokens.index(SHAPES[obj.shape] + "</w>")
+                shares.append(float(cell_mass[slot, found[obj.shape]] / cell_mass[slot, occupied].sum()))
+                by_third.append(
+                    [float(thirds[k, slot, found[obj.shape]] / thirds[k, slot, occupied].sum()) for k in range(3)]
+                )
     finally:
         unet.set_attn_processor(original)
-    return {"locality": sum(shares) / max(1, len(shares)), "judged": usable, "prompts": len(prompts)}
+    n = max(1, len(shares))
+    return {
+        "locality": sum(shares) / n,
+        # The same share over the first, middle and last third of the denoising steps.
+        "by_step_third": [sum(b[k] for b in by_third) / n for k in range(3)],
+        "judged": usable,
+        "prompts": len(prompts),
+    }

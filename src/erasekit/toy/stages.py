@@ -71,7 +71,7 @@ def train_stage(
         raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
     if settings and stage == "flux" and "attention_heads" in settings:
         raise InvalidArgumentError("attention_heads is a setting of sd (its UNet); flux's heads are fixed")
-    if settings and stage == "flux" and "attention_grounding" in settings:
+    if settings and stage == "flux" and {"attention_grounding", "attention_grounding_power"} & set(settings):
         raise InvalidArgumentError("attention_grounding is a setting of sd (its UNet's cross-attention layers)")
     if settings and float(settings.get("summary_dropout", 0)) + float(settings.get("summary_swap", 0)) > 1:
         raise InvalidArgumentError("summary_dropout + summary_swap is a share of the samples: at most 1")

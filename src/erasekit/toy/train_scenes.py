@@ -280,7 +280,8 @@ def train_sd(
     ``summary_dropout`` the share of samples whose EOT and padding slots are the empty caption's, ``summary_swap``
     the share whose are another caption's, ``x0_weight_floor`` the least weight of a step (see ``loss_weight``),
     ``attention_heads`` the heads per attention layer (default 8), ``attention_grounding`` the weight of
-    ``attention_grounding.grounding_loss`` (default 0: off). ``init``: a UNet to continue from (a fresh schedule
+    ``attention_grounding.grounding_loss`` (default 0: off), each sample weighted by ᾱ_t to the power
+    ``attention_grounding_power`` (default 0.5). ``init``: a UNet to continue from (a fresh schedule
     and optimiser) instead of a new one, its heads regrouped when ``attention_heads`` differs."""
     cfg = cfg or default_config("sd")
     dev = _device(cfg)
@@ -302,6 +303,7 @@ def train_sd(
     with torch.no_grad():
         empty = _encode(tokenizer, text_encoder, [""], length, dev)[1][0]
     grounding = float(cfg.extra.get("attention_grounding", 0.0))
+    grounding_power = float(cfg.extra.get("attention_grounding_power", 0.5))
     recorder = AttentionMaps(unet) if grounding else None
 
     def loss_fn(step):
@@ -322,9 +324,10 @@ def train_sd(
         denoise = (weight * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
         if recorder is None:
             return denoise, {"loss": denoise}
-        # Weighted by the signal's amplitude: where the noisy latent shows no layout yet, a cell is a guess.
+        # Weighted by ᾱ_t^power (0.5: the signal's amplitude; where the noisy latent shows no layout yet, a cell is
+        # a guess — but colour is decided in those early steps, so 0 weighs every step alike, as TokenCompose does).
         targets = grounding_targets(captions, scenes, tokenizer, length).to(dev)
-        ground = grounding_loss(recorder.maps, targets, alphas[t].sqrt())
+        ground = grounding_loss(recorder.maps, targets, alphas[t] ** grounding_power)
         return denoise + grounding * ground, {"loss": denoise, "grounding": ground}
 
     try:
