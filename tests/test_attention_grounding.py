@@ -4,7 +4,13 @@ TokenCompose's token loss over cells, and the recording processor changes nothin
 import pytest
 import torch
 
-from erasekit.toy.attention_grounding import AttentionMaps, cell_mass, grounding_loss, grounding_targets
+from erasekit.toy.attention_grounding import (
+    AttentionMaps,
+    binding_loss,
+    cell_mass,
+    grounding_loss,
+    grounding_targets,
+)
 from erasekit.toy.scenes import Scene, SceneObject, caption_words, object_word_positions
 from erasekit.toy.tokenizers import build_clip_tokenizer
 from erasekit.toy.world import COLOURS, PATTERNS, SHAPES
@@ -84,3 +90,19 @@ def test_recorder_keeps_outputs_and_gradients_and_removes_cleanly(tiny_sd):
     assert unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2.to_k.weight.grad is not None
     recorder.remove()
     assert {name: type(p) for name, p in unet.attn_processors.items()} == before and not recorder.maps
+
+
+def test_binding_loss_is_zero_for_phrase_mates_on_one_cell_and_objects_apart():
+    targets = torch.tensor([[1, 1, 2, 2]])
+    bound = _maps([[0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]])
+    assert float(binding_loss([bound], targets)) == pytest.approx(0.0, abs=1e-6)
+    # The true cells do not enter: the same words bound to other cells cost nothing either.
+    elsewhere = _maps([[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]])
+    assert float(binding_loss([elsewhere], targets)) == pytest.approx(0.0, abs=1e-6)
+    # A modifier looking at the other object's cell: spread (1/2 per token of the first object, mean over 4
+    # tokens = 0.25) plus the overlap of the two objects' means (0.5).
+    split = _maps([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 1, 0]])
+    assert float(binding_loss([split], targets)) == pytest.approx(0.25 + 0.5)
+    uniform = _maps([[0.25] * 4] * 4)
+    assert float(binding_loss([uniform], targets)) == pytest.approx(1.0)
+    assert float(binding_loss([uniform], torch.full((1, 4), -1))) == 0.0

@@ -20,17 +20,17 @@ def test_stages_chain_into_v2_pipelines(tmp_path):
     assert set(stage_status(out).values()) == {"not started"}
     for stage in ("judge", "vae", "clip", "t5"):
         train_stage(stage, out, steps=1, batch_size=4)
-    with pytest.raises(InvalidArgumentError, match="setting of sd"):
+    with pytest.raises(InvalidArgumentError, match="settings of sd"):
         train_stage("flux", out, settings={"attention_grounding": 0.1})
     for stage in ("sd", "flux"):
         settings = {"summary_dropout": 0.5, "summary_swap": 0.5}
         if stage == "sd":
-            settings["attention_grounding"] = 0.1
+            settings |= {"attention_grounding": 0.1, "attention_binding": 0.1}
         train_stage(stage, out, steps=2, batch_size=2, cache_size=4, settings=settings)
     import json
 
     logged = json.loads((out / "toy-sd" / "training-sd.json").read_text())
-    assert logged["config"]["extra"]["attention_grounding"] == 0.1 and "grounding" in logged["final"]
+    assert logged["config"]["extra"]["attention_grounding"] == 0.1 and {"grounding", "binding"} <= set(logged["final"])
     assert set(stage_status(out).values()) == {"done"} and list(stage_status(out)) == list(STAGES)
     assert (out / WORK_DIR / "cache" / "cache.json").is_file()
     for name in ("toy-sd", "toy-flux"):

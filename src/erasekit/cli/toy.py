@@ -50,6 +50,12 @@ def toy_train(
         max=4.0,
         help="sd: the grounding loss of step t weighs ᾱ_t to this power (default 0.5; 0: every step alike).",
     ),
+    attention_binding: Optional[float] = typer.Option(
+        None,
+        min=0.0,
+        callback=finite,
+        help="sd: weight of the loss making one object's words look at one cell and two objects' at two (default 0).",
+    ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
     init_from: Optional[Path] = typer.Option(
         None, help="sd, flux: continue from this trained v2 pipeline's denoiser; clip: from this toy CLIP folder."
@@ -69,7 +75,7 @@ def toy_train(
     root = out_dir or toy_weights_dir()
     if world == 1:
         world2 = (summary_dropout, summary_swap, x0_weight_floor, attention_heads, attention_grounding, init_from, lr)
-        if any(v is not None for v in (*world2, attention_grounding_power)):
+        if any(v is not None for v in (*world2, attention_grounding_power, attention_binding)):
             raise InvalidArgumentError(
                 "--summary-dropout/-swap, --x0-weight-floor, --attention-heads/-grounding, --init-from and --lr are "
                 "world-2 settings"
@@ -85,6 +91,7 @@ def toy_train(
         ("attention_heads", attention_heads),
         ("attention_grounding", attention_grounding),
         ("attention_grounding_power", attention_grounding_power),
+        ("attention_binding", attention_binding),
     )
     settings = {k: v for k, v in chosen if v is not None} or None
     folder = train_stage(

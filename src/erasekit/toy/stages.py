@@ -71,8 +71,9 @@ def train_stage(
         raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
     if settings and stage == "flux" and "attention_heads" in settings:
         raise InvalidArgumentError("attention_heads is a setting of sd (its UNet); flux's heads are fixed")
-    if settings and stage == "flux" and {"attention_grounding", "attention_grounding_power"} & set(settings):
-        raise InvalidArgumentError("attention_grounding is a setting of sd (its UNet's cross-attention layers)")
+    attention_losses = {"attention_grounding", "attention_grounding_power", "attention_binding"}
+    if settings and stage == "flux" and attention_losses & set(settings):
+        raise InvalidArgumentError("attention_grounding/-binding are settings of sd (its UNet's cross-attention)")
     if settings and float(settings.get("summary_dropout", 0)) + float(settings.get("summary_swap", 0)) > 1:
         raise InvalidArgumentError("summary_dropout + summary_swap is a share of the samples: at most 1")
     if settings and stage == "sd" and "attention_heads" in settings:

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from ..atomic import atomic_path
 from ..progress import progress_bar
 from . import architectures as arch
-from .attention_grounding import AttentionMaps, grounding_loss, grounding_targets
+from .attention_grounding import AttentionMaps, binding_loss, grounding_loss, grounding_targets
 from .scene_judge import SceneJudge, judge_loss
 from .scenes import (
     CELL,
@@ -281,7 +281,8 @@ def train_sd(
     the share whose are another caption's, ``x0_weight_floor`` the least weight of a step (see ``loss_weight``),
     ``attention_heads`` the heads per attention layer (default 8), ``attention_grounding`` the weight of
     ``attention_grounding.grounding_loss`` (default 0: off), each sample weighted by ᾱ_t to the power
-    ``attention_grounding_power`` (default 0.5). ``init``: a UNet to continue from (a fresh schedule
+    ``attention_grounding_power`` (default 0.5), ``attention_binding`` the weight of
+    ``attention_grounding.binding_loss`` (default 0: off). ``init``: a UNet to continue from (a fresh schedule
     and optimiser) instead of a new one, its heads regrouped when ``attention_heads`` differs."""
     cfg = cfg or default_config("sd")
     dev = _device(cfg)
@@ -304,7 +305,8 @@ def train_sd(
         empty = _encode(tokenizer, text_encoder, [""], length, dev)[1][0]
     grounding = float(cfg.extra.get("attention_grounding", 0.0))
     grounding_power = float(cfg.extra.get("attention_grounding_power", 0.5))
-    recorder = AttentionMaps(unet) if grounding else None
+    binding = float(cfg.extra.get("attention_binding", 0.0))
+    recorder = AttentionMaps(unet) if grounding or binding else None
 
     def loss_fn(step):
         latents, captions, scenes = draw.batch(dev)
@@ -328,7 +330,8 @@ def train_sd(
         # a guess — but colour is decided in those early steps, so 0 weighs every step alike, as TokenCompose does).
         targets = grounding_targets(captions, scenes, tokenizer, length).to(dev)
         ground = grounding_loss(recorder.maps, targets, alphas[t] ** grounding_power)
-        return denoise + grounding * ground, {"loss": denoise, "grounding": ground}
+        bind = binding_loss(recorder.maps, targets) if binding else ground.new_zeros(())
+        return denoise + grounding * ground + binding * bind, {"loss": denoise, "grounding": ground, "binding": bind}
 
     try:
         log = _run(
