@@ -7,7 +7,9 @@ share of images that show the second prompt's value when only that group of text
 (``full``: the whole second prompt; ``none``: the first prompt unspliced). The toy-world issue's lines: the word's
 slot (or the word's slot and the slots after it up to EOT) ≥ 0.60, EOT + padding ≤ 0.30.
 Attention locality (SD only): the share of a shape word's cross-attention mass, over occupied cells, in its own
-object's cell, on ``--locality`` two-object prompts (line: ≥ 0.7).
+object's cell, on ``--locality`` two-object prompts (line: ≥ 0.7), and by thirds of the denoising steps.
+Binding swap (``--binding N``): N pairs of two-object prompts with the colours bound the other way round, one seed
+per pair: does the image change? (``toy.probes.binding_swap``.) ``--heads ""`` skips the splice test.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from diffusers import DiffusionPipeline
 
 import erasekit.toy.architectures  # noqa: F401  (the toy FLUX transformer class, named in model_index.json)
 from erasekit.cli import _quiet_libraries
-from erasekit.toy.probes import attention_locality, locality_prompts, splice_pairs, splice_test
+from erasekit.toy.probes import (
+    attention_locality,
+    binding_swap,
+    binding_swap_prompts,
+    locality_prompts,
+    splice_pairs,
+    splice_test,
+)
 from erasekit.toy.scene_judge import load_scene_judge
 
 
@@ -35,6 +44,7 @@ def main():
     parser.add_argument("--heads", default="shape,colour,pattern,style")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--binding", type=int, default=0, help="also the binding-swap test on this many pairs")
     parser.add_argument("--quality", type=int, default=0, help="also the quality figures on this many prompts")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -59,6 +69,13 @@ def main():
         print(
             f"attention locality {loc['locality']:.3f} (by thirds of the steps {thirds}) over {loc['judged']} of "
             f"{loc['prompts']} prompts"
+        )
+    if args.binding:
+        swap = binding_swap(pipe, judge, binding_swap_prompts(args.binding), steps=args.steps, guidance=guidance)
+        results["binding_swap"] = swap
+        print(
+            f"binding swap: same cells {swap['same_cells']:.2f}; of those same shapes {swap['same_shapes']:.2f}, "
+            f"same colours {swap['same_colours']:.2f} (a bag of words: near same shapes; binding: near 0)"
         )
     if args.quality:
         from erasekit.eval.scene_quality import scene_quality

@@ -56,3 +56,16 @@ def test_attention_locality_restores_processors():
     out = attention_locality(pipe, _judge(), locality_prompts(2), steps=2, guidance=2.0)
     assert out["prompts"] == 2 and 0 <= out["judged"] <= 2 and len(out["by_step_third"]) == 3
     assert {k: type(v) for k, v in pipe.unet.attn_processors.items()} == before
+
+
+def test_binding_swap_pairs_bind_the_same_words_the_other_way_round():
+    from erasekit.toy.probes import binding_swap, binding_swap_prompts
+    from erasekit.toy.scenes import parse_caption
+
+    pairs = binding_swap_prompts(3)
+    for a, b in pairs:
+        pa, pb = parse_caption(a).objects, parse_caption(b).objects
+        assert [o["shape"] for o in pa] == [o["shape"] for o in pb]
+        assert [o["colour"] for o in pa] == [o["colour"] for o in pb][::-1] and pa[0]["colour"] != pa[1]["colour"]
+    out = binding_swap(tiny_scene_sd_pipeline(), _judge(), pairs, steps=2, guidance=2.0)
+    assert out["pairs"] == 3 and all(0.0 <= out[k] <= 1.0 for k in ("same_cells", "same_shapes", "same_colours"))
