@@ -396,7 +396,7 @@ def train_flux(
         empty_t5 = _encode(tokenizer_2, text_encoder_2, [""], t5_length, dev)[1][0]
 
     def loss_fn(step):
-        latents, captions, scenes = draw.batch(dev)
+        latents, captions, _ = draw.batch(dev)
         b = latents.shape[0]
         x0 = (latents - shift) * scale
         with torch.no_grad():
