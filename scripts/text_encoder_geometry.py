@@ -73,9 +73,9 @@ def encode(tokenizer, encoder, texts: list[str]) -> torch.Tensor:
     return encoder(ids.input_ids)[0]
 
 
-def context_similarity(tokenizer, encoder, rows) -> dict[str, float]:
+def context_similarity(tokenizer, encoder, rows, states) -> dict[str, float]:
+    """``states``: the encoding of ``rows``' captions (slots: 0 start, 1 a, 2 c1, 3 s1, ... 7 s2)."""
     alone = encode(tokenizer, encoder, list(SHAPES))[:, 1]  # the slot after the start token
-    states = encode(tokenizer, encoder, [r[4] for r in rows])  # slots: 0 start, 1 a, 2 c1, 3 s1, ... 7 s2
     cos = torch.nn.functional.cosine_similarity
     first = torch.stack([cos(states[k, 3], alone[r[0]], dim=0) for k, r in enumerate(rows)])
     second = torch.stack([cos(states[k, 7], alone[r[2]], dim=0) for k, r in enumerate(rows)])
@@ -83,8 +83,7 @@ def context_similarity(tokenizer, encoder, rows) -> dict[str, float]:
     return {"first": float(first.mean()), "second": float(second.mean()), "other_word": float(pairs.mean())}
 
 
-def binding_probe(tokenizer, encoder, rows, train: float = 0.75) -> dict[str, float]:
-    states = encode(tokenizer, encoder, [r[4] for r in rows])
+def binding_probe(rows, states, train: float = 0.75) -> dict[str, float]:
     cut = int(len(rows) * train)
     out = {}
     for slot, name in ((3, "s1"), (7, "s2")):
@@ -121,13 +120,14 @@ def main() -> None:
         for v, row in zip(values, word):
             print(f"   {v[:8]:>8s} " + " ".join(f"{x:8.2f}" for x in row.tolist()))
     rows = two_object_captions(1200)
-    ctx = context_similarity(tokenizer, encoder, rows)
+    states = encode(tokenizer, encoder, [r[4] for r in rows])
+    ctx = context_similarity(tokenizer, encoder, rows, states)
     print(
         f"context: a shape word's state alone vs in a caption, cosine {ctx['first']:.2f} (first object), "
         f"{ctx['second']:.2f} (second); two different shape words alone {ctx['other_word']:.2f}"
     )
     with torch.enable_grad():
-        probe = binding_probe(tokenizer, encoder, rows)
+        probe = binding_probe(rows, states)
     print("binding probe (held-out accuracy): " + ", ".join(f"{k} {v:.2f}" for k, v in probe.items()))
 
 

@@ -73,17 +73,6 @@ def toy_train(
     from ..models import toy_weights_dir
 
     root = out_dir or toy_weights_dir()
-    if world == 1:
-        world2 = (summary_dropout, summary_swap, x0_weight_floor, attention_heads, attention_grounding, init_from, lr)
-        if any(v is not None for v in (*world2, attention_grounding_power, attention_binding)):
-            raise InvalidArgumentError(
-                "--summary-dropout/-swap, --x0-weight-floor, --attention-heads/-grounding, --init-from and --lr are "
-                "world-2 settings"
-            )
-        _train_v1(what, root, steps, batch_size, minutes, device, seed)
-        return
-    from ..toy.stages import train_stage
-
     chosen = (
         ("summary_dropout", summary_dropout),
         ("summary_swap", summary_swap),
@@ -93,6 +82,16 @@ def toy_train(
         ("attention_grounding_power", attention_grounding_power),
         ("attention_binding", attention_binding),
     )
+    if world == 1:
+        if any(v is not None for _, v in chosen) or init_from is not None or lr is not None:
+            raise InvalidArgumentError(
+                "--summary-dropout/-swap, --x0-weight-floor, --attention-heads/-grounding(-power)/-binding, "
+                "--init-from and --lr are world-2 settings"
+            )
+        _train_v1(what, root, steps, batch_size, minutes, device, seed)
+        return
+    from ..toy.stages import train_stage
+
     settings = {k: v for k, v in chosen if v is not None} or None
     folder = train_stage(
         what,

@@ -20,8 +20,9 @@ import torch
 from diffusers import FluxPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 
+from .attention_grounding import cell_mass
 from .scene_judge import SceneJudge
-from .scenes import CELLS, GRID, OBJECT_HEADS, SHAPES, STYLES, Scene, SceneObject, caption
+from .scenes import CELLS, OBJECT_HEADS, SHAPES, STYLES, Scene, SceneObject, caption
 
 SLOT_GROUPS = ("word", "word_to_eot", "eot", "padding", "eot_padding")
 FLUX_SLOT_GROUPS = (*SLOT_GROUPS, "pooled", "summary")  # summary: EOT + padding + pooled
@@ -245,17 +246,15 @@ def attention_locality(
                 continue
             usable += 1
             per_step = len(records) // steps  # cross-attention layers called per denoising step
-            cell_mass = torch.zeros(len(tokens), CELLS)
+            total = torch.zeros(len(tokens), CELLS)
             thirds = torch.zeros(3, len(tokens), CELLS)
             for r, maps in enumerate(records):  # (1, Q, L)
-                side = int(maps.shape[1] ** 0.5)
-                grid = maps[0].T.reshape(len(tokens), GRID, side // GRID, GRID, side // GRID)
-                mass = grid.sum((2, 4)).reshape(len(tokens), CELLS) / maps.shape[1]
-                cell_mass += mass
+                mass = cell_mass(maps)[0] / maps.shape[1]
+                total += mass
                 thirds[min(2, 3 * (r // per_step) // steps)] += mass
             for obj in scene.objects:
                 slot = tokens.index(SHAPES[obj.shape] + "</w>")
-                shares.append(float(cell_mass[slot, found[obj.shape]] / cell_mass[slot, occupied].sum()))
+                shares.append(float(total[slot, found[obj.shape]] / total[slot, occupied].sum()))
                 by_third.append(
                     [float(thirds[k, slot, found[obj.shape]] / thirds[k, slot, occupied].sum()) for k in range(3)]
                 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -401,6 +402,12 @@ def caption_words(text: str) -> list[str]:
     return text.lower().replace(",", " , ").split()
 
 
+@lru_cache
+def _phrase_words() -> tuple[tuple[list[str], str, str], ...]:
+    """``_phrase_table`` split into words, most words first (built once: training places every caption)."""
+    return tuple(sorted(((w.split(), h, v) for w, h, v in _phrase_table()), key=lambda r: -len(r[0])))
+
+
 def object_word_positions(text: str, scene: Scene) -> list[tuple[int, tuple[int, ...]]]:
     """For each object phrase of a caption of ``scene``: (the object's index in ``scene.objects``, the positions in
     ``caption_words(text)`` of the phrase's attribute words). A phrase that fits several of the objects not yet
@@ -418,7 +425,7 @@ def object_word_positions(text: str, scene: Scene) -> list[tuple[int, tuple[int,
         i += len(sep)
         start = i
     segments.append((start, len(words)))
-    table = sorted(((w.split(), head, value) for w, head, value in _phrase_table()), key=lambda r: -len(r[0]))
+    table = _phrase_words()
     placed: list[tuple[int, tuple[int, ...]]] = []
     taken: set[int] = set()
     for a, b in segments:
