@@ -1,6 +1,9 @@
 """Does the toy world have the mechanism GIE needs? GIE at fixed scales on two-object prompts naming a shape.
 
     python scripts/gie_mechanism_probe.py --model runs/v2/toy-sd --judge runs/v2/judge [--concept star] [--n 40]
+    python scripts/gie_mechanism_probe.py ... --method uce --variant contexts=none --variant contexts=prompts,lamb=1
+
+Any other method is measured the same way, once per ``--variant`` (its settings, ``key=value`` joined by commas).
 
 For each scale, the share of images in which the judge finds the target shape nowhere (``removed``) and in which
 the other object is still there with its shape, colour and pattern (``other_kept``), next to the unedited
@@ -62,6 +65,8 @@ def main():
     parser.add_argument("--concept", default="star")
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--scales", default="-2,-4,-8")
+    parser.add_argument("--method", default="gie")
+    parser.add_argument("--variant", action="append", default=None, help="settings key=value[,key=value]")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     _quiet_libraries()
@@ -72,16 +77,25 @@ def main():
     backbone = load(args.model)
     results = {"unedited": judge_rows(judge, generate(backbone, texts, seeds), items, target)}
     print(f"unedited: {results['unedited']}", flush=True)
-    for scale in [float(s) for s in args.scales.split(",")]:
-        edit = ek.erase(backbone, "gie", [args.concept], settings={"scale": scale})
+    if args.variant:
+        variants = {v: dict(kv.split("=", 1) for kv in v.split(",")) for v in args.variant}
+    else:
+        variants = {f"w={float(s):g}": {"scale": float(s)} for s in args.scales.split(",")}
+    for name, settings in variants.items():
+        edit = ek.erase(backbone, args.method, [args.concept], settings=settings)
         ek.apply_edit(edit, backbone.pipeline)
         try:
-            results[f"w={scale:g}"] = judge_rows(judge, generate(backbone, texts, seeds), items, target)
+            results[name] = judge_rows(judge, generate(backbone, texts, seeds), items, target)
         finally:
-            ek.remove_edit(edit, backbone.pipeline)
-        print(f"w = {scale:g}: {results[f'w={scale:g}']}", flush=True)
+            if edit.kind == "weight_delta":  # changed weights come off only by reloading the model
+                backbone = load(args.model)
+            else:
+                ek.remove_edit(edit, backbone.pipeline)
+        print(f"{args.method} {name}: {results[name]}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"concept": args.concept, "n": args.n, **results}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"concept": args.concept, "method": args.method, "n": args.n, **results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

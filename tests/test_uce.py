@@ -9,13 +9,16 @@ import torch
 
 import erasekit.api as ek
 from erasekit.arguments import InvalidConceptError
+from erasekit.config import InvalidSettingError
 from erasekit.methods import EraseRequest, get_method
 from erasekit.methods.uce import (
     SingularSystemError,
+    UCEConfig,
     closed_form,
     concept_vectors,
     edited_layers,
     guide_map,
+    occurrences,
     paired_positions,
     phrase_positions,
     residual_bound,
@@ -205,3 +208,45 @@ def test_preserve_file_and_toy_preserve_prompts_enter_the_preserved_set(tiny_sd,
     request = EraseRequest(targets=["star"], preserve=["circle"], preserve_prompts=["a red square", "a blue circle"])
     edit = get_method("uce").erase(tiny_sd, request)
     assert edit.data["preserved"] == 3
+
+
+def test_contexts_read_the_concept_where_prompts_use_it(tiny_sd):
+    tok = tiny_sd.tokenizer
+    found = occurrences(tok, "star", "a red star and a star")
+    ids = tok("a red star and a star").input_ids
+    assert len(found) == 2 and found[0] == [3]
+    assert [tok.decode(ids[p[0]]).strip() for p in found] == ["star", "star"]
+    assert occurrences(tok, "red star", "a red star and a blue circle") == [[2, 3]]
+    assert occurrences(tok, "star", "a blue circle") == []
+    prompts = ["a red star and a blue circle", "a blue circle beside a star"]
+    vectors = concept_vectors(tiny_sd, ["star"], None, [], "all", prompts)["tokens"]
+    assert (len(vectors.erase), vectors.from_contexts) == (3, 2)
+    # Each row is the word's state in that prompt (the causal encoder's, not the lone word's), paired with the guide.
+    states = tiny_sd.encode(prompts).embeds.double()
+    torch.testing.assert_close(vectors.erase[1], states[0, 3], rtol=1e-5, atol=1e-5)
+    second = occurrences(tok, "star", prompts[1])[0][0]
+    torch.testing.assert_close(vectors.erase[2], states[1, second], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(vectors.guide[2], vectors.guide[0])
+    # Through the method: the request's target prompts are the contexts; the edit maps their star onto the guide.
+    request = EraseRequest(targets=["star"], prompts=prompts)
+    edit = get_method("uce").erase(tiny_sd, request, UCEConfig(contexts="prompts", lamb=1e-3))
+    assert edit.data["context_vectors"] == 2
+    plain = get_method("uce").erase(tiny_sd, request, UCEConfig(lamb=1e-3))
+    assert plain.data["context_vectors"] == 0
+    key = next(k for k in edit.tensors if k.endswith("to_v.weight"))
+    layer = tiny_sd.denoiser.get_submodule(key.removeprefix("unet.").removesuffix(".weight"))
+    w0 = layer.weight.double()
+    target = w0 @ vectors.guide[1]
+    error = {
+        name: ((e.tensors[key].double() @ vectors.erase[1]) - target).norm() / target.norm()
+        for name, e in (("contexts", edit), ("lone", plain))
+    }
+    assert error["contexts"] < 0.05 < error["lone"]
+
+
+def test_contexts_without_the_concept_are_refused(tiny_sd):
+    request = EraseRequest(targets=["star"], prompts=["a blue circle", "a red square"])
+    with pytest.raises(InvalidConceptError, match="none of the 2 target prompts"):
+        get_method("uce").erase(tiny_sd, request, UCEConfig(contexts="prompts"))
+    with pytest.raises(InvalidSettingError, match="contexts must be one of"):
+        UCEConfig(contexts="templates")

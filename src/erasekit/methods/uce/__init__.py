@@ -2,7 +2,7 @@
 
 from .closed_form import SingularSystemError, closed_form, guide_map, guide_update, normal_matrix, residual_bound
 from .config import UCEConfig
-from .embeddings import concept_vectors, paired_positions, phrase_positions
+from .embeddings import concept_vectors, occurrences, paired_positions, phrase_positions
 from .method import UCE, edited_layers
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "guide_map",
     "guide_update",
     "normal_matrix",
+    "occurrences",
     "paired_positions",
     "phrase_positions",
     "residual_bound",

@@ -9,6 +9,8 @@ from ...config import CheckedConfig, InvalidSettingError, Range, at_least, posit
 
 # Which token embeddings of a concept enter the system (see UCEConfig.tokens).
 TOKEN_CHOICES = ("all", "last")
+# Where the erased token vectors are read (see UCEConfig.contexts).
+CONTEXT_CHOICES = ("none", "prompts")
 
 
 @dataclass
@@ -55,6 +57,19 @@ class UCEConfig(CheckedConfig):
       projection's bias (``module(t_emb)``, line 81), which the edited layer then adds a second time; here the
       bias is kept and the targets are ``W₀ c_guide``.
 
+    Beyond the paper and ``uce_sd_erase.py``:
+
+    * ``contexts``: ``"none"`` (default) reads the erased vectors from the concept encoded alone, as the paper
+      and ``uce_sd_erase.py`` do. ``"prompts"`` also reads them from every occurrence of the concept's tokens in
+      the erase request's target prompts (the toy world's training captions on toy models, the request's
+      templates elsewhere), each paired with the guide as the lone concept is. A causal text encoder gives a word
+      a different vector in every context (on the toy CLIP a shape word alone has cosine 0.14 with the same word
+      as the second object of a caption), so an edit keyed on the lone encoding can miss the word where prompts
+      use it. The 2023 ``train-scripts/train_erase.py`` has the same idea as ``--add_prompts`` (off by default):
+      five templates per ``--concept_type`` ("image of {concept}", "painting by {concept}", ..., lines 355-374 at
+      18287f6), read at the concept's last token and every slot after it; here only the concept's own tokens
+      are read, so the other words of a prompt are not moved.
+
     ``preserve_file``: a text file with one preserved concept per line (or a CSV with a ``prompt`` column),
     added to ``--preserve``; the released code reads its preserved artists from a CSV the same way
     (``train_erase.py`` lines 409-415). On toy models the erase workflow also passes its preservation prompts
@@ -74,8 +89,11 @@ class UCEConfig(CheckedConfig):
     edit_keys: bool = True  # SD: to_k as well as to_v (paper and released code: both)
     flux_pooled: bool = True  # FLUX: also the pooled-text projection (released uce_flux_edit.py)
     preserve_file: str | None = None  # one preserved concept per line (.txt) or a CSV "prompt" column
+    contexts: str = "none"  # also read the concept's tokens in the target "prompts" (2023 code's --add_prompts)
 
     def __post_init__(self):
         super().__post_init__()
         if self.tokens not in TOKEN_CHOICES:
             raise InvalidSettingError(f"tokens must be one of {TOKEN_CHOICES}, not {self.tokens!r}")
+        if self.contexts not in CONTEXT_CHOICES:
+            raise InvalidSettingError(f"contexts must be one of {CONTEXT_CHOICES}, not {self.contexts!r}")

@@ -27,11 +27,13 @@ class Vectors:
         erase: ``(nₑ, d)`` erased vectors ``c_e``.
         guide: ``(nₑ, d)`` the guide vector paired with each erased one (``v*_e = W₀ g_e``).
         preserve: ``(nₚ, d)`` preserved vectors ``c_p``.
+        from_contexts: how many of the erased rows (the last ones) were read in context prompts.
     """
 
     erase: torch.Tensor
     guide: torch.Tensor
     preserve: torch.Tensor
+    from_contexts: int = 0
 
 
 def special_ids(tokenizer) -> set[int]:
@@ -83,6 +85,16 @@ def paired_positions(erase: Sequence[int], guide: Sequence[int], tokens: str) ->
     return [(e, guide[max(0, k - len(erase) + i)]) for i, e in enumerate(erase)]
 
 
+def occurrences(tokenizer, concept: str, prompt: str) -> list[list[int]]:
+    """The positions of each occurrence of ``concept``'s own tokens (special ones left out) inside ``prompt``'s
+    encoding, as whole runs of token ids; none when the prompt does not contain the concept's tokens."""
+    special = special_ids(tokenizer)
+    word = [t for t in tokenizer(concept).input_ids if t not in special]
+    ids = tokenizer(prompt).input_ids
+    n = len(word)
+    return [list(range(i, i + n)) for i in range(len(ids) - n + 1) if n and ids[i : i + n] == word]
+
+
 def _encode(backbone, texts: Sequence[str], batch_size: int = 64):
     parts = [backbone.encode(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
     embeds = torch.cat([p.embeds for p in parts])
@@ -92,13 +104,19 @@ def _encode(backbone, texts: Sequence[str], batch_size: int = 64):
 
 @torch.no_grad()
 def concept_vectors(
-    backbone, targets: Sequence[str], guide: str | None, preserve: Sequence[str], tokens: str
+    backbone,
+    targets: Sequence[str],
+    guide: str | None,
+    preserve: Sequence[str],
+    tokens: str,
+    contexts: Sequence[str] = (),
 ) -> dict[str, Vectors]:
     """The system's rows for the per-token text embeddings (``"tokens"``) and, where the backbone has a pooled
     text embedding (FLUX), for it (``"pooled"``: one vector per text).
 
     Per token: each target's phrase tokens (or its last) paired with the guide's (``paired_positions``; the
-    empty guide's slot is ``empty_guide_position``); each preserved text's phrase tokens (or its last).
+    empty guide's slot is ``empty_guide_position``); each preserved text's phrase tokens (or its last). Each
+    occurrence of a target's tokens in a ``contexts`` prompt (``occurrences``) adds erased rows paired the same way.
     """
     tokenizer, length = backbone.tokenizer, backbone.text_length
     target_pos = [phrase_positions(tokenizer, t, length, "concept") for t in targets]
@@ -109,6 +127,14 @@ def concept_vectors(
     )
     preserve_pos = [phrase_positions(tokenizer, p, length, "preserved concept") for p in preserve]
 
+    # An occurrence past the encoder's window is cut off by truncation, so it is not read.
+    found = [
+        (k, pos)
+        for k, context in enumerate(contexts)
+        for target in targets
+        for pos in occurrences(tokenizer, target, context)
+        if pos[-1] < length
+    ]
     texts = [*targets, guide or "", *preserve]
     embeds, pooled = _encode(backbone, texts)
     embeds = embeds.double().cpu()
@@ -118,6 +144,13 @@ def concept_vectors(
         for e, q in paired_positions(positions, guide_pos, tokens):
             erase_rows.append(embeds[i, e])
             guide_rows.append(g[q])
+    lone = len(erase_rows)
+    if found:
+        context_embeds = _encode(backbone, list(contexts))[0].double().cpu()
+        for k, positions in found:
+            for e, q in paired_positions(positions, guide_pos, tokens):
+                erase_rows.append(context_embeds[k, e])
+                guide_rows.append(g[q])
     preserve_rows = [
         embeds[len(targets) + 1 + j, q]
         for j, positions in enumerate(preserve_pos)
@@ -129,6 +162,7 @@ def concept_vectors(
             torch.stack(erase_rows),
             torch.stack(guide_rows),
             torch.stack(preserve_rows) if preserve_rows else torch.zeros(0, d, dtype=torch.float64),
+            len(erase_rows) - lone,
         )
     }
     if pooled is not None:

@@ -95,7 +95,15 @@ class UCE(Method):
         start = time.perf_counter()
         preserve, source = preserved_texts(request, config)
         groups = edited_layers(backbone, config)
-        vectors = concept_vectors(backbone, request.targets, request.anchor, preserve, config.tokens)
+        contexts = request.target_prompts() if config.contexts == "prompts" else []
+        vectors = concept_vectors(backbone, request.targets, request.anchor, preserve, config.tokens, contexts)
+        in_context = vectors["tokens"].from_contexts
+        if contexts and not in_context:
+            raise InvalidConceptError(
+                f"uce: contexts=prompts, but none of the {len(contexts)} target prompts contains the tokens of "
+                f"{', '.join(map(repr, request.targets))} (a synonym or another spelling?); pass prompts that "
+                "use the concept's words, or contexts=none"
+            )
         component = "unet" if backbone.family == "sd" else "transformer"
         tensors, base, summary = {}, {}, {}
         with torch.no_grad():
@@ -145,6 +153,7 @@ class UCE(Method):
         data = {
             "guide": request.anchor or "",
             "preserved": len(preserve),
+            "context_vectors": in_context,
             "groups": summary,
             "seconds": time.perf_counter() - start,
         }
