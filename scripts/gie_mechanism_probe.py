@@ -7,8 +7,9 @@ Any other method is measured the same way, once per ``--variant`` (its settings,
 
 For each scale, the share of images in which the judge finds the target shape nowhere (``removed``) and in which
 the other object is still there with its shape, colour and pattern (``other_kept``), next to the unedited
-model's. The toy-world issue's line: some scale in [−8, −2] removes the shape from ≥ 80 % of the prompts while
-the other object survives in ≥ 90 %.
+model's, and ``removed`` apart by where the target's phrase stands in the caption (``removed_first``: the target
+named first, the other object's words after it; ``removed_last``: named last). The toy-world issue's line: some
+scale in [−8, −2] removes the shape from ≥ 80 % of the prompts while the other object survives in ≥ 90 %.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from erasekit.eval.scene_suite import match_objects
 from erasekit.generate import generate
 from erasekit.models import load
 from erasekit.toy.scene_judge import load_scene_judge
-from erasekit.toy.scenes import OBJECT_HEADS, SHAPES, Scene, SceneObject, caption
+from erasekit.toy.scenes import OBJECT_HEADS, SHAPES, Scene, SceneObject, caption, object_word_positions
 
 
 def prompts(concept: str, n: int, seed: int = 0):
@@ -55,7 +56,18 @@ def judge_rows(judge, images, items, target):
         assigned = match_objects([other], cells)[0]
         rows.append((removed, assigned is not None and cells[assigned] == other))
     n = len(rows)
-    return {"removed": sum(r for r, _ in rows) / n, "other_kept": sum(k for _, k in rows) / n}
+    out = {"removed": sum(r for r, _ in rows) / n, "other_kept": sum(k for _, k in rows) / n}
+    for where, index in (("first", 0), ("last", -1)):
+        picked = [r for (r, _), item in zip(rows, items) if target_phrase(item) == index % 2]
+        out[f"removed_{where}"] = sum(picked) / max(1, len(picked))
+    return out
+
+
+def target_phrase(item) -> int | None:
+    """Where the target object's phrase (object 0 of the scene) stands among the caption's two phrases."""
+    text, objs = item
+    order = [o for o, _ in object_word_positions(text, Scene(objs))]
+    return order.index(0) if len(order) == 2 else None
 
 
 def main():
