@@ -25,9 +25,9 @@ import torch
 
 from erasekit.eval.scene_suite import _labels, judge_prompt
 from erasekit.eval.toy_suite import PromptItem
-from erasekit.toy.probes import _encode, _generate
+from erasekit.toy.probes import _encode, _generate, clean_phrase, shapes_drawn
 from erasekit.toy.scene_judge import load_scene_judge
-from erasekit.toy.scenes import caption, caption_words, object_word_positions, random_scene
+from erasekit.toy.scenes import caption, object_word_positions, random_scene
 
 HEADS = ("shape_right", "colour_right", "pattern_right", "object_right", "count_right")
 
@@ -47,34 +47,6 @@ def binding_sources(named: list[list[int]], cells: list[list[int]], counts: dict
                 continue
             source = "own" if cell[h] == obj[h] else "other" if cell[h] == other[h] else "foreign"
             counts[f"{head}_{source}"] = counts.get(f"{head}_{source}", 0) + 1
-
-
-def shapes_drawn(named: list[list[int]], order: list[int], cells: list[list[int]]) -> str | None:
-    """For a prompt naming two different shapes (``order``: the objects' indices in caption order): which were
-    drawn — "both", "first twice", "second twice" or "other" (a wrong count or a shape not named)."""
-    if len(order) != 2 or named[order[0]][0] == named[order[1]][0]:
-        return None
-    first, second = named[order[0]][0], named[order[1]][0]
-    drawn = sorted(c[0] for c in cells)
-    for name, shapes in (("both", [first, second]), ("first twice", [first] * 2), ("second twice", [second] * 2)):
-        if drawn == sorted(shapes):
-            return name
-    return "other"
-
-
-def clean_phrase(pipe, states: torch.Tensor, prompts: list[str], scenes: list, which: int) -> torch.Tensor:
-    """``states`` with the ``which``-th object phrase (0-based, caption order) of each prompt encoded alone."""
-    states = states.clone()
-    for i, (text, scene) in enumerate(zip(prompts, scenes)):
-        placed = object_word_positions(text, scene)
-        if len(placed) <= which:
-            continue
-        positions = placed[which][1]
-        words = caption_words(text)
-        alone = _encode(pipe, ["a " + " ".join(words[p] for p in positions)])[1]
-        for k, p in enumerate(positions):  # word p is token p + 1 after the start token; alone, token k + 2
-            states[i, p + 1] = alone[0, k + 2]
-    return states
 
 
 def group_items(k: int, heldout: bool, n: int, seed: int) -> tuple[list[PromptItem], list]:

@@ -1,18 +1,24 @@
 """The instrument probes run end to end on tiny random v2 pipelines (plumbing: slot groups, shapes, rates)."""
 
+import random
+
 import torch
 
 from erasekit.toy.pipelines import tiny_scene_flux_pipeline, tiny_scene_sd_pipeline
 from erasekit.toy.probes import (
     FLUX_SLOT_GROUPS,
     SLOT_GROUPS,
+    _encode,
     _groups,
     attention_locality,
+    clean_phrase,
     locality_prompts,
+    shapes_drawn,
     splice_pairs,
     splice_test,
 )
 from erasekit.toy.scene_judge import SceneJudge
+from erasekit.toy.scenes import Scene, SceneObject, caption, caption_words, object_word_positions
 
 
 def _judge():
@@ -69,3 +75,31 @@ def test_binding_swap_pairs_bind_the_same_words_the_other_way_round():
         assert [o["colour"] for o in pa] == [o["colour"] for o in pb][::-1] and pa[0]["colour"] != pa[1]["colour"]
     out = binding_swap(tiny_scene_sd_pipeline(), _judge(), pairs, steps=2, guidance=2.0)
     assert out["pairs"] == 3 and all(0.0 <= out[k] <= 1.0 for k in ("same_cells", "same_shapes", "same_colours"))
+
+
+def test_shapes_drawn_names_the_duplicated_shape_by_caption_order():
+    named = [[0, 1, 0], [3, 2, 1]]  # object 0 is shape 0, object 1 shape 3
+    assert shapes_drawn(named, [1, 0], [[3, 0, 0], [0, 5, 2]]) == "both"
+    assert shapes_drawn(named, [1, 0], [[3, 0, 0], [3, 5, 2]]) == "first twice"  # object 1 was named first
+    assert shapes_drawn(named, [0, 1], [[3, 0, 0], [3, 5, 2]]) == "second twice"
+    assert shapes_drawn(named, [0, 1], [[3, 0, 0]]) == "other"
+    assert shapes_drawn([[2, 0, 0], [2, 1, 1]], [0, 1], [[2, 0, 0], [2, 1, 1]]) is None  # one shape named twice
+    assert shapes_drawn(named, [0], [[0, 1, 0]]) is None  # a phrase the judge could not place
+
+
+def test_clean_phrase_replaces_one_phrase_by_its_lone_encoding():
+    pipe = tiny_scene_sd_pipeline()
+    scene = Scene((SceneObject(0, 0, 1, 1), SceneObject(3, 2, 4, 0)))
+    text = caption(scene, random.Random(0), canonical=True)
+    placed = object_word_positions(text, scene)
+    assert len(placed) == 2
+    states = _encode(pipe, [text])[1]
+    cleaned = clean_phrase(pipe, states, [text], [scene], 1)
+    second = placed[1][1]
+    words = caption_words(text)
+    alone = _encode(pipe, ["a " + " ".join(words[p] for p in second)])[1]
+    for k, p in enumerate(second):
+        torch.testing.assert_close(cleaned[0, p + 1], alone[0, k + 2])
+    untouched = [i for i in range(states.shape[1]) if i - 1 not in second]
+    torch.testing.assert_close(cleaned[0, untouched], states[0, untouched])
+    assert not torch.allclose(cleaned, states)

@@ -22,7 +22,17 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 
 from .attention_grounding import cell_mass
 from .scene_judge import SceneJudge
-from .scenes import CELLS, OBJECT_HEADS, SHAPES, STYLES, Scene, SceneObject, caption
+from .scenes import (
+    CELLS,
+    OBJECT_HEADS,
+    SHAPES,
+    STYLES,
+    Scene,
+    SceneObject,
+    caption,
+    caption_words,
+    object_word_positions,
+)
 
 SLOT_GROUPS = ("word", "word_to_eot", "eot", "padding", "eot_padding")
 FLUX_SLOT_GROUPS = (*SLOT_GROUPS, "pooled", "summary")  # summary: EOT + padding + pooled
@@ -313,3 +323,35 @@ def binding_swap(
         "same_colours": float(colours.sum()) / kept,
         "pairs": len(pairs),
     }
+
+
+def shapes_drawn(named: list[list[int]], order: list[int], cells: list[list[int]]) -> str | None:
+    """For a prompt naming two different shapes (``order``: the objects' indices in caption order): which were
+    drawn — "both", "first twice", "second twice" or "other" (a wrong count or a shape not named)."""
+    if len(order) != 2 or named[order[0]][0] == named[order[1]][0]:
+        return None
+    first, second = named[order[0]][0], named[order[1]][0]
+    drawn = sorted(c[0] for c in cells)
+    for name, shapes in (("both", [first, second]), ("first twice", [first] * 2), ("second twice", [second] * 2)):
+        if drawn == sorted(shapes):
+            return name
+    return "other"
+
+
+@torch.no_grad()
+def clean_phrase(pipe, states: torch.Tensor, prompts: list[str], scenes: list[Scene], which: int) -> torch.Tensor:
+    """``states`` (an SD pipeline's text states of ``prompts``, captions of ``scenes``) with the ``which``-th object
+    phrase (0-based, caption order) of each prompt replaced by the phrase encoded alone ("a " + its words): the
+    phrase then carries nothing of the others, which a causal encoder mixes into it. Prompts with fewer phrases
+    are left as they are."""
+    states = states.clone()
+    for i, (text, scene) in enumerate(zip(prompts, scenes)):
+        placed = object_word_positions(text, scene)
+        if len(placed) <= which:
+            continue
+        positions = placed[which][1]
+        words = caption_words(text)
+        alone = _encode(pipe, ["a " + " ".join(words[p] for p in positions)])[1]
+        for k, p in enumerate(positions):  # word p is token p + 1 after the start token; alone, token k + 2
+            states[i, p + 1] = alone[0, k + 2]
+    return states
