@@ -345,13 +345,17 @@ def clean_phrase(pipe, states: torch.Tensor, prompts: list[str], scenes: list[Sc
     phrase then carries nothing of the others, which a causal encoder mixes into it. Prompts with fewer phrases
     are left as they are."""
     states = states.clone()
+    rows, phrases = [], []
     for i, (text, scene) in enumerate(zip(prompts, scenes)):
         placed = object_word_positions(text, scene)
-        if len(placed) <= which:
-            continue
-        positions = placed[which][1]
-        words = caption_words(text)
-        alone = _encode(pipe, ["a " + " ".join(words[p] for p in positions)])[1]
+        if len(placed) > which:
+            words, positions = caption_words(text), placed[which][1]
+            rows.append((i, positions))
+            phrases.append("a " + " ".join(words[p] for p in positions))
+    if not phrases:
+        return states
+    alone = _encode(pipe, phrases)[1]
+    for (i, positions), lone in zip(rows, alone):
         for k, p in enumerate(positions):  # word p is token p + 1 after the start token; alone, token k + 2
-            states[i, p + 1] = alone[0, k + 2]
+            states[i, p + 1] = lone[k + 2]
     return states
