@@ -57,8 +57,9 @@ def judge_rows(judge, images, items, target):
         rows.append((removed, assigned is not None and cells[assigned] == other))
     n = len(rows)
     out = {"removed": sum(r for r, _ in rows) / n, "other_kept": sum(k for _, k in rows) / n}
-    for where, index in (("first", 0), ("last", -1)):
-        picked = [r for (r, _), item in zip(rows, items) if target_phrase(item) == index % 2]
+    places = [target_phrase(item) for item in items]
+    for where, index in (("first", 0), ("last", 1)):
+        picked = [r for (r, _), place in zip(rows, places) if place == index]
         out[f"removed_{where}"] = sum(picked) / max(1, len(picked))
     return out
 
