@@ -216,3 +216,43 @@ def test_swap_accuracy_reads_each_head(tiny, tokenizer, batch):
     with torch.no_grad():
         tiny.text_projection.weight.zero_()
     assert all(v == 0.0 for v in toy_clip.swap_accuracy(tiny, tokenizer, images, captions).values())
+
+
+def test_lone_phrases_pair_each_attribute_word_with_its_slot_in_the_phrase_alone(tokenizer):
+    captions = ["a red star and a blue striped circle", "pixel art"]
+    phrases, pairs = toy_clip.lone_phrases(captions)
+    assert phrases == ["a red star", "a blue striped circle"]
+    ids = tokenizer(captions).input_ids
+    lone = tokenizer(phrases).input_ids
+    assert [(i, j) for i, _, j, _ in pairs] == [(0, 0)] * 2 + [(0, 1)] * 3
+    for i, t, j, k in pairs:
+        assert ids[i][t] == lone[j][k]  # the same word, at its slot in each encoding
+
+
+def test_phrase_locality_is_zero_only_where_a_phrase_carries_nothing_of_the_others(tiny, tokenizer):
+    captions = ["a red star and a blue striped circle", "a green heart beside a yellow square"]
+    with torch.no_grad():
+        cos = toy_clip.phrase_cosines(tiny, tokenizer, captions)
+        # The text tower is causal: a caption's first phrase, at its start, is encoded as when alone.
+        assert cos["phrase_cos_1"] == pytest.approx(1.0, abs=1e-5)
+        assert cos["phrase_cos_2"] < 0.999
+        phrases, pairs = toy_clip.lone_phrases(captions)
+        states = tiny.text_model(input_ids=toy_clip.clip_input_ids(tokenizer, captions)).last_hidden_state
+        lone = tiny.text_model(input_ids=toy_clip.clip_input_ids(tokenizer, phrases)).last_hidden_state
+        loss = toy_clip.phrase_locality_loss(states, lone, pairs)
+        assert float(loss) == pytest.approx(1 - (4 * 1.0 + 5 * cos["phrase_cos_2"]) / 9, abs=1e-5)  # 4 + 5 words
+        copied = states.clone()
+        for i, t, j, k in pairs:
+            copied[i, t] = lone[j, k]
+        assert float(toy_clip.phrase_locality_loss(copied, lone, pairs)) == pytest.approx(0.0, abs=1e-6)
+        decoder = torch.nn.Linear(states.shape[-1], len(tokenizer))
+        ids = toy_clip.clip_input_ids(tokenizer, captions)
+        assert float(toy_clip.word_decoding_loss(states, ids, decoder, tokenizer)) > 0
+
+
+def test_training_with_phrase_locality_moves_the_second_phrase_toward_its_lone_encoding(tmp_path):
+    kwargs = dict(batch_size=16, lr=3e-3, seed=5, device="cpu", size="tiny", warmup=1, eval_every=30)
+    _, _, log = toy_clip.train_toy_clip(None, steps=30, phrase_locality=5.0, **kwargs)
+    first, last = log["eval"][0], log["final_eval"]
+    assert log["config"]["extra"]["phrase_locality"] == 5.0
+    assert last["phrase_cos_2"] > first["phrase_cos_2"] + 0.05, (first, last)

@@ -56,6 +56,12 @@ def toy_train(
         callback=finite,
         help="sd: weight of the loss making one object's words look at one cell and two objects' at two (default 0).",
     ),
+    phrase_locality: Optional[float] = typer.Option(
+        None,
+        min=0.0,
+        callback=finite,
+        help="clip: weight of the token-level terms keeping each object phrase's word slots as when it is alone.",
+    ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
     init_from: Optional[Path] = typer.Option(
         None, help="sd, flux: continue from this trained v2 pipeline's denoiser; clip: from this toy CLIP folder."
@@ -81,12 +87,13 @@ def toy_train(
         ("attention_grounding", attention_grounding),
         ("attention_grounding_power", attention_grounding_power),
         ("attention_binding", attention_binding),
+        ("phrase_locality", phrase_locality),
     )
     if world == 1:
         if any(v is not None for _, v in chosen) or init_from is not None or lr is not None:
             raise InvalidArgumentError(
                 "--summary-dropout/-swap, --x0-weight-floor, --attention-heads/-grounding(-power)/-binding, "
-                "--init-from and --lr are world-2 settings"
+                "--phrase-locality, --init-from and --lr are world-2 settings"
             )
         _train_v1(what, root, steps, batch_size, minutes, device, seed)
         return

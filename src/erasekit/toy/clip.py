@@ -166,6 +166,49 @@ def text_features(clip: CLIPModel, tokenizer: CLIPTokenizer, captions: list[str]
     return F.normalize(clip.text_projection(pooled), dim=-1)
 
 
+def lone_phrases(captions: list[str]) -> tuple[list[str], list[tuple[int, int, int, int]]]:
+    """Every object phrase of ``captions`` as it is encoded alone ("a " + its attribute words, as
+    ``probes.clean_phrase`` encodes it), and for each of its words (caption, token in the caption, lone phrase,
+    token in the lone phrase): word p of a caption is token p + 1 after the start token; in "a …", word k is
+    token k + 2."""
+    phrases, pairs = [], []
+    for i, text in enumerate(captions):
+        words = scenes.caption_words(text)
+        for _, positions in scenes.phrase_attributes(text):
+            j = len(phrases)
+            phrases.append("a " + " ".join(words[p] for p in positions))
+            pairs += [(i, p + 1, j, k + 2) for k, p in enumerate(positions)]
+    return phrases, pairs
+
+
+def phrase_locality_loss(caption_states: torch.Tensor, lone_states: torch.Tensor, pairs) -> torch.Tensor:
+    """Mean (1 − cosine) between each attribute word's final state in its caption and in its phrase encoded
+    alone (``lone_phrases``' pairs): zero when no phrase carries anything of the caption's other phrases.
+
+    Why: the text tower is causal and contrastive training reads only its end token, so the word slots are free
+    scratch space; the first toy CLIPs mixed the first-named object into the second's slots (a shape word's
+    cosine to its lone state: 0.84 as the first object, 0.14 as the second), and toy-sd drew the first-named
+    shape in both cells. Real CLIP's word slots stay mostly their own word's ("Follow the Flow", arXiv
+    2504.01137)."""
+    if not pairs:
+        return caption_states.new_zeros(())
+    index = torch.tensor(pairs, device=caption_states.device)
+    mine = caption_states[index[:, 0], index[:, 1]]
+    alone = lone_states[index[:, 2], index[:, 3]]
+    return (1 - F.cosine_similarity(mine, alone, dim=-1)).mean()
+
+
+def word_decoding_loss(states: torch.Tensor, input_ids: torch.Tensor, decoder: nn.Linear, tokenizer) -> torch.Tensor:
+    """Cross-entropy of reading each word slot's own token back from its final state with a linear ``decoder``
+    (the start, end and padding slots are skipped): it keeps the word slots informative, which
+    ``phrase_locality_loss`` alone could satisfy by making them all alike."""
+    specials = torch.tensor([tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id])
+    keep = ~torch.isin(input_ids, specials.to(input_ids.device))
+    if not keep.any():
+        return states.new_zeros(())
+    return F.cross_entropy(decoder(states[keep]), input_ids[keep])
+
+
 def contrastive_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of matched pairs (row i of each is a pair).
 
@@ -306,6 +349,27 @@ def evaluate_clip(clip: CLIPModel, tokenizer: CLIPTokenizer, images: torch.Tenso
     return out
 
 
+@torch.no_grad()
+def phrase_cosines(clip: CLIPModel, tokenizer: CLIPTokenizer, captions: list[str]) -> dict[str, float]:
+    """Per object phrase place (``phrase_cos_1`` for the first-named, ``_2``, …): the mean cosine between an
+    attribute word's state in its caption and in its phrase encoded alone (1: the phrase carries nothing of the
+    others)."""
+    phrases, pairs = lone_phrases(captions)
+    if not pairs:
+        return {}
+    text = clip.text_model
+    states = text(input_ids=clip_input_ids(tokenizer, captions, clip.device)).last_hidden_state
+    lone = text(input_ids=clip_input_ids(tokenizer, phrases, clip.device)).last_hidden_state
+    place, first = [], {}
+    for i, _, j, _ in pairs:  # a caption's phrases are numbered in order: its first phrase has the least j
+        first.setdefault(i, j)
+        place.append(j - first[i])
+    index = torch.tensor(pairs, device=states.device)
+    cos = F.cosine_similarity(states[index[:, 0], index[:, 1]], lone[index[:, 2], index[:, 3]], dim=-1)
+    place = torch.tensor(place, device=cos.device)
+    return {f"phrase_cos_{k + 1}": float(cos[place == k].mean()) for k in range(int(place.max()) + 1)}
+
+
 def _config(name: str, **overrides) -> TrainConfig:
     values = DEFAULTS[name] | {k: v for k, v in overrides.items() if v is not None}
     return TrainConfig(**values, caption_dropout=0.0)
@@ -329,6 +393,7 @@ def train_toy_clip(
     checkpoint_dir: str | Path | None = None,
     hard_negatives: tuple[str, ...] = ("any", "shape"),
     init: CLIPModel | None = None,
+    phrase_locality: float = 0.0,
 ) -> tuple[CLIPModel, CLIPTokenizer, dict]:
     """Train the toy CLIP contrastively on ``SceneStream(seed)`` batches and save it (with its tokenizer and a
     ``CLIPProcessor`` config, so ``clip_score`` can load the folder) into ``out_dir`` (``None``: don't save).
@@ -340,6 +405,9 @@ def train_toy_clip(
     one random-head negative per caption moved shape only to 0.79 in 800 steps, hence a second, of shape.
     ``init``: a trained toy CLIP to continue from (a fresh
     optimiser and schedule), with this function's tokenizer.
+    ``phrase_locality``: weight of two token-level terms added to the contrastive loss, ``phrase_locality_loss``
+    (each object phrase's word slots as when the phrase is encoded alone) and ``word_decoding_loss`` (each word
+    slot still names its word; the linear decoder is trained with the CLIP and not saved).
 
     With ``eval_every``, every that many steps (and at the end) the log records the caption → image top-1
     accuracy on 128 fresh full-caption scenes and the per-head swap accuracy (``swap_accuracy``). Returns
@@ -349,6 +417,8 @@ def train_toy_clip(
     cfg.time_budget_s, cfg.device = time_budget_s, device
     cfg.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
     cfg.extra = {"hard_negatives": list(hard_negatives), "continued": init is not None}
+    if phrase_locality:
+        cfg.extra["phrase_locality"] = float(phrase_locality)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = build_scene_clip_tokenizer()
     lengths = check_caption_lengths(tokenizer)
@@ -365,8 +435,11 @@ def train_toy_clip(
 
     def evaluate(step):
         acc = evaluate_clip(clip, tokenizer, eval_images, eval_captions, seed=cfg.seed)
+        acc |= phrase_cosines(clip, tokenizer, eval_captions)
         history.append({"step": step, **acc})
         return acc
+
+    decoder = nn.Linear(clip.config.text_config.hidden_size, len(tokenizer)).to(dev) if phrase_locality else None
 
     def loss_fn(step):
         if eval_every and step % eval_every == 0:
@@ -375,7 +448,9 @@ def train_toy_clip(
             clip.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
         images, captions, _ = stream.batch(cfg.batch_size)
         img = image_features(clip, images)
-        text = text_features(clip, tokenizer, captions)
+        ids = clip_input_ids(tokenizer, captions, dev)
+        encoded = clip.text_model(input_ids=ids)
+        text = F.normalize(clip.text_projection(encoded.pooler_output), dim=-1)
         loss = _loss_with_swaps(
             img,
             text,
@@ -385,10 +460,18 @@ def train_toy_clip(
             negatives_rng,
             clip.logit_scale,
         )
-        return loss, {"loss": loss, "scale": clip.logit_scale.exp()}
+        logs = {"loss": loss, "scale": clip.logit_scale.exp()}
+        if phrase_locality:
+            phrases, pairs = lone_phrases(captions)
+            lone = clip.text_model(input_ids=clip_input_ids(tokenizer, phrases, dev)).last_hidden_state
+            logs["locality"] = phrase_locality_loss(encoded.last_hidden_state, lone, pairs)
+            logs["decoding"] = word_decoding_loss(encoded.last_hidden_state, ids, decoder, tokenizer)
+            loss = loss + phrase_locality * (logs["locality"] + logs["decoding"])
+        return loss, logs
 
     gens = {"rng": stream.rng, "gen": stream.gen, "negatives": negatives_rng}
-    log = _run(cfg, clip, loss_fn, "toy-clip", generators=gens)
+    trained = nn.ModuleList([clip, decoder]) if phrase_locality else clip
+    log = _run(cfg, trained, loss_fn, "toy-clip", generators=gens)
     with torch.no_grad():
         clip.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
     if eval_every:

@@ -408,11 +408,9 @@ def _phrase_words() -> tuple[tuple[list[str], str, str], ...]:
     return tuple(sorted(((w.split(), h, v) for w, h, v in _phrase_table()), key=lambda r: -len(r[0])))
 
 
-def object_word_positions(text: str, scene: Scene) -> list[tuple[int, tuple[int, ...]]]:
-    """For each object phrase of a caption of ``scene``: (the object's index in ``scene.objects``, the positions in
-    ``caption_words(text)`` of the phrase's attribute words). A phrase that fits several of the objects not yet
-    placed ("a red thing" beside two red objects) is left out; every other phrase lands on its own object, since a
-    caption's phrases are true descriptions and the first phrase placed fits only its own."""
+def phrase_attributes(text: str) -> list[tuple[dict[str, str], tuple[int, ...]]]:
+    """For each object phrase of a caption, in caption order: (the values it names per head, the positions in
+    ``caption_words(text)`` of its attribute words). Segments naming no attribute (a style phrase) are left out."""
     words = caption_words(text)
     separators = [s.split() for s in _SEPARATORS]
     segments, start, i = [], 0, 0
@@ -426,8 +424,7 @@ def object_word_positions(text: str, scene: Scene) -> list[tuple[int, tuple[int,
         start = i
     segments.append((start, len(words)))
     table = _phrase_words()
-    placed: list[tuple[int, tuple[int, ...]]] = []
-    taken: set[int] = set()
+    phrases = []
     for a, b in segments:
         found: dict[str, str] = {}
         used: set[int] = set()
@@ -437,8 +434,19 @@ def object_word_positions(text: str, scene: Scene) -> list[tuple[int, tuple[int,
                 if words[j : j + len(phrase)] == phrase and not used & span:
                     found[head] = value
                     used |= span
-        if not used:
-            continue
+        if used:
+            phrases.append((found, tuple(sorted(used))))
+    return phrases
+
+
+def object_word_positions(text: str, scene: Scene) -> list[tuple[int, tuple[int, ...]]]:
+    """For each object phrase of a caption of ``scene``: (the object's index in ``scene.objects``, the positions in
+    ``caption_words(text)`` of the phrase's attribute words). A phrase that fits several of the objects not yet
+    placed ("a red thing" beside two red objects) is left out; every other phrase lands on its own object, since a
+    caption's phrases are true descriptions and the first phrase placed fits only its own."""
+    placed: list[tuple[int, tuple[int, ...]]] = []
+    taken: set[int] = set()
+    for found, used in phrase_attributes(text):
         fits = [
             k
             for k, obj in enumerate(scene.objects)
@@ -446,7 +454,7 @@ def object_word_positions(text: str, scene: Scene) -> list[tuple[int, tuple[int,
         ]
         if len(fits) == 1:
             taken.add(fits[0])
-            placed.append((fits[0], tuple(sorted(used))))
+            placed.append((fits[0], used))
     return placed
 
 
