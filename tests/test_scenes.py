@@ -8,7 +8,7 @@ import torch
 from erasekit.errors import UnknownConceptError
 from erasekit.toy import scenes as S
 from erasekit.toy.scene_judge import SceneJudge, cells_of, judge_loss
-from erasekit.toy.train_scenes import LatentCache, summary_dropout, summary_swap
+from erasekit.toy.train_scenes import LatentCache, same_count_donors, summary_dropout, summary_swap
 
 
 def _scene(*objects, style="default"):
@@ -225,3 +225,18 @@ def test_summary_swap_takes_the_previous_rows_summary_aligned_at_its_eos():
     assert torch.equal(out[1, :2], hidden[1, :2]) and torch.equal(out[1, 2:], hidden[0, [3, 4, 5, 5]])
     kept = summary_swap(hidden, ids, eos, torch.tensor([False, True]))
     assert torch.equal(kept[0], hidden[0])
+
+
+def test_same_count_donors_pick_the_nearest_earlier_scene_with_as_many_objects():
+    def scene(n):
+        return S.Scene(tuple(S.SceneObject(c, 0, 0, 0) for c in range(n)))
+
+    batch = [scene(n) for n in (2, 3, 1, 1, 2)]
+    donors = same_count_donors(batch)
+    assert donors.tolist() == [4, 1, 3, 2, 0]  # the lone 3-object scene keeps its own summary
+    eos = 9
+    ids = torch.full((5, 4), eos)
+    ids[:, 0] = 8
+    hidden = torch.arange(5 * 4, dtype=torch.float32).view(5, 4, 1)
+    out = summary_swap(hidden, ids, eos, torch.ones(5, dtype=torch.bool), donor=donors)
+    assert torch.equal(out[0, 1:], hidden[4, 1:]) and torch.equal(out[1], hidden[1])

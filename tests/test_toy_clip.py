@@ -252,7 +252,18 @@ def test_phrase_locality_is_zero_only_where_a_phrase_carries_nothing_of_the_othe
 
 def test_training_with_phrase_locality_moves_the_second_phrase_toward_its_lone_encoding(tmp_path):
     kwargs = dict(batch_size=16, lr=3e-3, seed=5, device="cpu", size="tiny", warmup=1, eval_every=30)
-    _, _, log = toy_clip.train_toy_clip(None, steps=30, phrase_locality=5.0, **kwargs)
+    _, _, log = toy_clip.train_toy_clip(None, steps=30, phrase_locality=5.0, word_locality=5.0, **kwargs)
     first, last = log["eval"][0], log["final_eval"]
-    assert log["config"]["extra"]["phrase_locality"] == 5.0
+    assert log["config"]["extra"]["phrase_locality"] == log["config"]["extra"]["word_locality"] == 5.0
     assert last["phrase_cos_2"] > first["phrase_cos_2"] + 0.05, (first, last)
+    assert last["word_cos_1"] > first["word_cos_1"] + 0.05, (first, last)
+
+
+def test_lone_attributes_pair_each_word_with_its_attribute_encoded_bare(tokenizer):
+    captions = ["a red star with stripes beside a round shape"]
+    texts, pairs = toy_clip.lone_attributes(captions)
+    assert sorted(texts) == ["red", "round shape", "star", "with stripes"]
+    ids, lone = tokenizer(captions).input_ids, tokenizer(texts).input_ids
+    assert len(pairs) == 6
+    for i, t, j, k in pairs:
+        assert ids[i][t] == lone[j][k]

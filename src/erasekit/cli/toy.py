@@ -32,6 +32,11 @@ def toy_train(
     summary_swap: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="sd, flux: share of samples whose EOT and padding slots are another caption's."
     ),
+    summary_swap_same_count: Optional[bool] = typer.Option(
+        None,
+        "--summary-swap-same-count",
+        help="sd, flux: a swapped summary comes from a caption of a scene with as many objects.",
+    ),
     x0_weight_floor: Optional[float] = typer.Option(
         None, min=0.0, max=5.0, help="sd: least loss weight of a step, in clean-latent terms (min-SNR: 0)."
     ),
@@ -62,6 +67,12 @@ def toy_train(
         callback=finite,
         help="clip: weight of the token-level terms keeping each object phrase's word slots as when it is alone.",
     ),
+    word_locality: Optional[float] = typer.Option(
+        None,
+        min=0.0,
+        callback=finite,
+        help="clip: weight of the token-level term keeping each attribute word's slot as when it is encoded alone.",
+    ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
     init_from: Optional[Path] = typer.Option(
         None, help="sd, flux: continue from this trained v2 pipeline's denoiser; clip: from this toy CLIP folder."
@@ -82,18 +93,21 @@ def toy_train(
     chosen = (
         ("summary_dropout", summary_dropout),
         ("summary_swap", summary_swap),
+        ("summary_swap_same_count", summary_swap_same_count),
         ("x0_weight_floor", x0_weight_floor),
         ("attention_heads", attention_heads),
         ("attention_grounding", attention_grounding),
         ("attention_grounding_power", attention_grounding_power),
         ("attention_binding", attention_binding),
         ("phrase_locality", phrase_locality),
+        ("word_locality", word_locality),
     )
     if world == 1:
         if any(v is not None for _, v in chosen) or init_from is not None or lr is not None:
             raise InvalidArgumentError(
-                "--summary-dropout/-swap, --x0-weight-floor, --attention-heads/-grounding(-power)/-binding, "
-                "--phrase-locality, --init-from and --lr are world-2 settings"
+                "--summary-dropout/-swap(-same-count), --x0-weight-floor, "
+                "--attention-heads/-grounding(-power)/-binding, --phrase-/--word-locality, --init-from and --lr "
+                "are world-2 settings"
             )
         _train_v1(what, root, steps, batch_size, minutes, device, seed)
         return

@@ -174,11 +174,26 @@ def lone_phrases(captions: list[str]) -> tuple[list[str], list[tuple[int, int, i
     phrases, pairs = [], []
     for i, text in enumerate(captions):
         words = scenes.caption_words(text)
-        for _, positions in scenes.phrase_attributes(text):
+        for _, positions, _ in scenes.phrase_attributes(text):
             j = len(phrases)
             phrases.append("a " + " ".join(words[p] for p in positions))
             pairs += [(i, p + 1, j, k + 2) for k, p in enumerate(positions)]
     return phrases, pairs
+
+
+def lone_attributes(captions: list[str]) -> tuple[list[str], list[tuple[int, int, int, int]]]:
+    """``lone_phrases`` one level down: every attribute phrase of ``captions`` ("star", "round shape", "with
+    stripes") encoded alone, as UCE and GIE encode a concept, and the (caption, token, lone text, token) pairs of
+    its words (in the bare text, word k is token k + 1)."""
+    texts, pairs = [], []
+    for i, text in enumerate(captions):
+        words = scenes.caption_words(text)
+        for _, _, spans in scenes.phrase_attributes(text):
+            for span in spans:
+                j = len(texts)
+                texts.append(" ".join(words[p] for p in span))
+                pairs += [(i, p + 1, j, k + 1) for k, p in enumerate(span)]
+    return texts, pairs
 
 
 def phrase_locality_loss(caption_states: torch.Tensor, lone_states: torch.Tensor, pairs) -> torch.Tensor:
@@ -353,21 +368,29 @@ def evaluate_clip(clip: CLIPModel, tokenizer: CLIPTokenizer, images: torch.Tenso
 def phrase_cosines(clip: CLIPModel, tokenizer: CLIPTokenizer, captions: list[str]) -> dict[str, float]:
     """Per object phrase place (``phrase_cos_1`` for the first-named, ``_2``, …): the mean cosine between an
     attribute word's state in its caption and in its phrase encoded alone (1: the phrase carries nothing of the
-    others)."""
-    phrases, pairs = lone_phrases(captions)
-    if not pairs:
-        return {}
-    text = clip.text_model
-    states = text(input_ids=clip_input_ids(tokenizer, captions, clip.device)).last_hidden_state
-    lone = text(input_ids=clip_input_ids(tokenizer, phrases, clip.device)).last_hidden_state
-    place, first = [], {}
-    for i, _, j, _ in pairs:  # a caption's phrases are numbered in order: its first phrase has the least j
-        first.setdefault(i, j)
-        place.append(j - first[i])
-    index = torch.tensor(pairs, device=states.device)
-    cos = F.cosine_similarity(states[index[:, 0], index[:, 1]], lone[index[:, 2], index[:, 3]], dim=-1)
-    place = torch.tensor(place, device=cos.device)
-    return {f"phrase_cos_{k + 1}": float(cos[place == k].mean()) for k in range(int(place.max()) + 1)}
+    others); ``word_cos_<k>`` the same against each attribute phrase encoded alone (``lone_attributes``)."""
+    out = {}
+    states = clip.text_model(input_ids=clip_input_ids(tokenizer, captions, clip.device)).last_hidden_state
+    for name, lone_fn in (("phrase", lone_phrases), ("word", lone_attributes)):
+        texts, pairs = lone_fn(captions)
+        if not pairs:
+            continue
+        lone = clip.text_model(input_ids=clip_input_ids(tokenizer, texts, clip.device)).last_hidden_state
+        place = _phrase_places(captions, pairs)
+        index = torch.tensor(pairs, device=states.device)
+        cos = F.cosine_similarity(states[index[:, 0], index[:, 1]], lone[index[:, 2], index[:, 3]], dim=-1)
+        for k in range(int(place.max()) + 1):
+            out[f"{name}_cos_{k + 1}"] = float(cos[place.to(cos.device) == k].mean())
+    return out
+
+
+def _phrase_places(captions: list[str], pairs) -> torch.Tensor:
+    """The object phrase place (0: first-named) of each pair's caption word."""
+    place_of = {}
+    for i, text in enumerate(captions):
+        for k, (_, positions, _) in enumerate(scenes.phrase_attributes(text)):
+            place_of.update({(i, p + 1): k for p in positions})
+    return torch.tensor([place_of[(i, t)] for i, t, _, _ in pairs])
 
 
 def _config(name: str, **overrides) -> TrainConfig:
@@ -394,6 +417,7 @@ def train_toy_clip(
     hard_negatives: tuple[str, ...] = ("any", "shape"),
     init: CLIPModel | None = None,
     phrase_locality: float = 0.0,
+    word_locality: float = 0.0,
 ) -> tuple[CLIPModel, CLIPTokenizer, dict]:
     """Train the toy CLIP contrastively on ``SceneStream(seed)`` batches and save it (with its tokenizer and a
     ``CLIPProcessor`` config, so ``clip_score`` can load the folder) into ``out_dir`` (``None``: don't save).
@@ -407,7 +431,9 @@ def train_toy_clip(
     optimiser and schedule), with this function's tokenizer.
     ``phrase_locality``: weight of two token-level terms added to the contrastive loss, ``phrase_locality_loss``
     (each object phrase's word slots as when the phrase is encoded alone) and ``word_decoding_loss`` (each word
-    slot still names its word; the linear decoder is trained with the CLIP and not saved).
+    slot still names its word; the linear decoder is trained with the CLIP and not saved). ``word_locality``:
+    weight of ``phrase_locality_loss`` against each attribute phrase encoded alone (``lone_attributes``, the
+    encoding UCE and GIE give a concept), with the decoding term too.
 
     With ``eval_every``, every that many steps (and at the end) the log records the caption → image top-1
     accuracy on 128 fresh full-caption scenes and the per-head swap accuracy (``swap_accuracy``). Returns
@@ -419,6 +445,9 @@ def train_toy_clip(
     cfg.extra = {"hard_negatives": list(hard_negatives), "continued": init is not None}
     if phrase_locality:
         cfg.extra["phrase_locality"] = float(phrase_locality)
+    if word_locality:
+        cfg.extra["word_locality"] = float(word_locality)
+    token_terms = bool(phrase_locality or word_locality)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = build_scene_clip_tokenizer()
     lengths = check_caption_lengths(tokenizer)
@@ -439,7 +468,7 @@ def train_toy_clip(
         history.append({"step": step, **acc})
         return acc
 
-    decoder = nn.Linear(clip.config.text_config.hidden_size, len(tokenizer)).to(dev) if phrase_locality else None
+    decoder = nn.Linear(clip.config.text_config.hidden_size, len(tokenizer)).to(dev) if token_terms else None
 
     def loss_fn(step):
         if eval_every and step % eval_every == 0:
@@ -461,16 +490,23 @@ def train_toy_clip(
             clip.logit_scale,
         )
         logs = {"loss": loss, "scale": clip.logit_scale.exp()}
-        if phrase_locality:
-            phrases, pairs = lone_phrases(captions)
-            lone = clip.text_model(input_ids=clip_input_ids(tokenizer, phrases, dev)).last_hidden_state
-            logs["locality"] = phrase_locality_loss(encoded.last_hidden_state, lone, pairs)
-            logs["decoding"] = word_decoding_loss(encoded.last_hidden_state, ids, decoder, tokenizer)
-            loss = loss + phrase_locality * (logs["locality"] + logs["decoding"])
+        states = encoded.last_hidden_state
+        for name, weight, lone_fn in (
+            ("locality", phrase_locality, lone_phrases),
+            ("word_locality", word_locality, lone_attributes),
+        ):
+            if weight:
+                texts, pairs = lone_fn(captions)
+                lone = clip.text_model(input_ids=clip_input_ids(tokenizer, texts, dev)).last_hidden_state
+                logs[name] = phrase_locality_loss(states, lone, pairs)
+                loss = loss + weight * logs[name]
+        if token_terms:
+            logs["decoding"] = word_decoding_loss(states, ids, decoder, tokenizer)
+            loss = loss + max(phrase_locality, word_locality) * logs["decoding"]
         return loss, logs
 
     gens = {"rng": stream.rng, "gen": stream.gen, "negatives": negatives_rng}
-    trained = nn.ModuleList([clip, decoder]) if phrase_locality else clip
+    trained = nn.ModuleList([clip, decoder]) if token_terms else clip
     log = _run(cfg, trained, loss_fn, "toy-clip", generators=gens)
     with torch.no_grad():
         clip.logit_scale.clamp_(0.0, LOG_SCALE_MAX)

@@ -408,9 +408,10 @@ def _phrase_words() -> tuple[tuple[list[str], str, str], ...]:
     return tuple(sorted(((w.split(), h, v) for w, h, v in _phrase_table()), key=lambda r: -len(r[0])))
 
 
-def phrase_attributes(text: str) -> list[tuple[dict[str, str], tuple[int, ...]]]:
+def phrase_attributes(text: str) -> list[tuple[dict[str, str], tuple[int, ...], tuple[tuple[int, ...], ...]]]:
     """For each object phrase of a caption, in caption order: (the values it names per head, the positions in
-    ``caption_words(text)`` of its attribute words). Segments naming no attribute (a style phrase) are left out."""
+    ``caption_words(text)`` of its attribute words, those positions per attribute phrase: "round shape" is one).
+    Segments naming no attribute (a style phrase) are left out."""
     words = caption_words(text)
     separators = [s.split() for s in _SEPARATORS]
     segments, start, i = [], 0, 0
@@ -428,14 +429,16 @@ def phrase_attributes(text: str) -> list[tuple[dict[str, str], tuple[int, ...]]]
     for a, b in segments:
         found: dict[str, str] = {}
         used: set[int] = set()
+        spans = []
         for phrase, head, value in table:
             for j in range(a, b - len(phrase) + 1):
                 span = set(range(j, j + len(phrase)))
                 if words[j : j + len(phrase)] == phrase and not used & span:
                     found[head] = value
                     used |= span
+                    spans.append(tuple(range(j, j + len(phrase))))
         if used:
-            phrases.append((found, tuple(sorted(used))))
+            phrases.append((found, tuple(sorted(used)), tuple(sorted(spans))))
     return phrases
 
 
@@ -446,7 +449,7 @@ def object_word_positions(text: str, scene: Scene) -> list[tuple[int, tuple[int,
     caption's phrases are true descriptions and the first phrase placed fits only its own."""
     placed: list[tuple[int, tuple[int, ...]]] = []
     taken: set[int] = set()
-    for found, used in phrase_attributes(text):
+    for found, used, _ in phrase_attributes(text):
         fits = [
             k
             for k, obj in enumerate(scene.objects)

@@ -67,11 +67,11 @@ def train_stage(
         )
     for need in NEEDS.get(stage, ()):
         _check_world_v2(out / STAGE_FOLDERS[need], need)
-    takes = {"clip": {"phrase_locality"}}.get(stage)
+    takes = {"clip": {"phrase_locality", "word_locality"}}.get(stage)
     if settings and stage not in ("sd", "flux") and not set(settings) <= (takes or set()):
         raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
-    if settings and stage in ("sd", "flux") and "phrase_locality" in settings:
-        raise InvalidArgumentError("phrase_locality is a setting of clip (its text tower's training)")
+    if settings and stage in ("sd", "flux") and {"phrase_locality", "word_locality"} & set(settings):
+        raise InvalidArgumentError("phrase_locality/word_locality are settings of clip (its text tower's training)")
     if settings and stage == "flux" and "attention_heads" in settings:
         raise InvalidArgumentError("attention_heads is a setting of sd (its UNet); flux's heads are fixed")
     attention_losses = {"attention_grounding", "attention_grounding_power", "attention_binding"}
@@ -102,9 +102,9 @@ def train_stage(
             checkpoint_dir=checkpoints,
         )
         if stage == "clip":
-            locality = float((settings or {}).get("phrase_locality", 0.0))
+            terms = {k: float(v) for k, v in (settings or {}).items()}
             warmup = None if init is None else 50
-            clip.train_toy_clip(target, **common, init=init, lr=lr, warmup=warmup, phrase_locality=locality)
+            clip.train_toy_clip(target, **common, init=init, lr=lr, warmup=warmup, **terms)
         else:
             clip.train_toy_t5(clip.load_toy_clip(out / "clip")[0], target, **common, lr=lr)
         return target
