@@ -67,8 +67,8 @@ def main():
         results["locality"] = loc
         thirds = " / ".join(f"{v:.3f}" for v in loc["by_step_third"])
         print(
-            f"attention locality {loc['locality']:.3f} (by thirds of the steps {thirds}) over {loc['judged']} of "
-            f"{loc['prompts']} prompts"
+            f"attention locality {loc['locality']:.3f} (by thirds of the steps {thirds}; colour words "
+            f"{loc['colour_locality']:.3f}) over {loc['judged']} of {loc['prompts']} prompts"
         )
     if args.binding:
         swap = binding_swap(pipe, judge, binding_swap_prompts(args.binding), steps=args.steps, guidance=guidance)

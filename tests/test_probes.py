@@ -61,6 +61,7 @@ def test_attention_locality_restores_processors():
     before = {k: type(v) for k, v in pipe.unet.attn_processors.items()}
     out = attention_locality(pipe, _judge(), locality_prompts(2), steps=2, guidance=2.0)
     assert out["prompts"] == 2 and 0 <= out["judged"] <= 2 and len(out["by_step_third"]) == 3
+    assert 0.0 <= out["colour_locality"] <= 1.0
     assert {k: type(v) for k, v in pipe.unet.attn_processors.items()} == before
 
 

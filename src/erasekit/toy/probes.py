@@ -24,6 +24,7 @@ from .attention_grounding import cell_mass
 from .scene_judge import SceneJudge
 from .scenes import (
     CELLS,
+    COLOURS,
     OBJECT_HEADS,
     SHAPES,
     STYLES,
@@ -236,12 +237,13 @@ def attention_locality(
     pipe, judge: SceneJudge, prompts: list[tuple[str, Scene]], steps: int = 25, guidance: float = 7.5, size=64
 ) -> dict[str, float]:
     """Mean share of each shape word's cross-attention mass (over occupied cells) in its own object's cell, over
-    the images whose two objects the judge finds with the prompt's shapes (``judged`` of them)."""
+    the images whose two objects the judge finds with the prompt's shapes (``judged`` of them); the same for the
+    colour words (``colour_locality``; prompts whose two objects share a colour left out)."""
     unet = pipe.unet
     records: list[torch.Tensor] = []
     original = dict(unet.attn_processors)
     unet.set_attn_processor(_AttentionRecorder(records))
-    shares, by_third, usable = [], [], 0
+    shares, by_third, colour_shares, usable = [], [], [], 0
     try:
         for k, (prompt, scene) in enumerate(prompts):
             records.clear()
@@ -268,6 +270,10 @@ def attention_locality(
                 by_third.append(
                     [float(thirds[k, slot, found[obj.shape]] / thirds[k, slot, occupied].sum()) for k in range(3)]
                 )
+                colour = COLOURS[obj.colour] + "</w>"
+                if tokens.count(colour) == 1:  # two objects of one colour: the word belongs to both
+                    slot = tokens.index(colour)
+                    colour_shares.append(float(total[slot, found[obj.shape]] / total[slot, occupied].sum()))
     finally:
         unet.set_attn_processor(original)
     n = max(1, len(shares))
@@ -275,6 +281,8 @@ def attention_locality(
         "locality": sum(shares) / n,
         # The same share over the first, middle and last third of the denoising steps.
         "by_step_third": [sum(b[k] for b in by_third) / n for k in range(3)],
+        # The colour words' share, in the cell where their object's shape is drawn.
+        "colour_locality": sum(colour_shares) / max(1, len(colour_shares)),
         "judged": usable,
         "prompts": len(prompts),
     }
