@@ -196,9 +196,12 @@ def lone_attributes(captions: list[str]) -> tuple[list[str], list[tuple[int, int
     return texts, pairs
 
 
-def phrase_locality_loss(caption_states: torch.Tensor, lone_states: torch.Tensor, pairs) -> torch.Tensor:
+def phrase_locality_loss(
+    caption_states: torch.Tensor, lone_states: torch.Tensor, pairs, margin: float = 1.0
+) -> torch.Tensor:
     """Mean (1 − cosine) between each attribute word's final state in its caption and in its phrase encoded
-    alone (``lone_phrases``' pairs): zero when no phrase carries anything of the caption's other phrases.
+    alone (``lone_phrases``' pairs): zero when no phrase carries anything of the caption's other phrases. With
+    ``margin`` m < 1, max(0, m − cosine): pairs at least that close are left alone.
 
     Why: the text tower is causal and contrastive training reads only its end token, so the word slots are free
     scratch space; the first toy CLIPs mixed the first-named object into the second's slots (a shape word's
@@ -210,7 +213,7 @@ def phrase_locality_loss(caption_states: torch.Tensor, lone_states: torch.Tensor
     index = torch.tensor(pairs, device=caption_states.device)
     mine = caption_states[index[:, 0], index[:, 1]]
     alone = lone_states[index[:, 2], index[:, 3]]
-    return (1 - F.cosine_similarity(mine, alone, dim=-1)).mean()
+    return (margin - F.cosine_similarity(mine, alone, dim=-1)).clamp(min=0).mean()
 
 
 def word_decoding_loss(states: torch.Tensor, input_ids: torch.Tensor, decoder: nn.Linear, tokenizer) -> torch.Tensor:
@@ -418,6 +421,7 @@ def train_toy_clip(
     init: CLIPModel | None = None,
     phrase_locality: float = 0.0,
     word_locality: float = 0.0,
+    word_margin: float = 1.0,
 ) -> tuple[CLIPModel, CLIPTokenizer, dict]:
     """Train the toy CLIP contrastively on ``SceneStream(seed)`` batches and save it (with its tokenizer and a
     ``CLIPProcessor`` config, so ``clip_score`` can load the folder) into ``out_dir`` (``None``: don't save).
@@ -433,7 +437,8 @@ def train_toy_clip(
     (each object phrase's word slots as when the phrase is encoded alone) and ``word_decoding_loss`` (each word
     slot still names its word; the linear decoder is trained with the CLIP and not saved). ``word_locality``:
     weight of ``phrase_locality_loss`` against each attribute phrase encoded alone (``lone_attributes``, the
-    encoding UCE and GIE give a concept), with the decoding term too.
+    encoding UCE and GIE give a concept), with the decoding term too; ``word_margin`` its cosine margin (below 1:
+    a word slot may keep some of its phrase, e.g. a noun its colour, once it is that close to the bare word).
 
     With ``eval_every``, every that many steps (and at the end) the log records the caption → image top-1
     accuracy on 128 fresh full-caption scenes and the per-head swap accuracy (``swap_accuracy``). Returns
@@ -447,6 +452,8 @@ def train_toy_clip(
         cfg.extra["phrase_locality"] = float(phrase_locality)
     if word_locality:
         cfg.extra["word_locality"] = float(word_locality)
+    if word_margin != 1.0:
+        cfg.extra["word_margin"] = float(word_margin)
     token_terms = bool(phrase_locality or word_locality)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = build_scene_clip_tokenizer()
@@ -491,14 +498,14 @@ def train_toy_clip(
         )
         logs = {"loss": loss, "scale": clip.logit_scale.exp()}
         states = encoded.last_hidden_state
-        for name, weight, lone_fn in (
-            ("locality", phrase_locality, lone_phrases),
-            ("word_locality", word_locality, lone_attributes),
+        for name, weight, lone_fn, margin in (
+            ("locality", phrase_locality, lone_phrases, 1.0),
+            ("word_locality", word_locality, lone_attributes, word_margin),
         ):
             if weight:
                 texts, pairs = lone_fn(captions)
                 lone = clip.text_model(input_ids=clip_input_ids(tokenizer, texts, dev)).last_hidden_state
-                logs[name] = phrase_locality_loss(states, lone, pairs)
+                logs[name] = phrase_locality_loss(states, lone, pairs, margin)
                 loss = loss + weight * logs[name]
         if token_terms:
             logs["decoding"] = word_decoding_loss(states, ids, decoder, tokenizer)

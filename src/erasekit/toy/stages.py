@@ -67,10 +67,10 @@ def train_stage(
         )
     for need in NEEDS.get(stage, ()):
         _check_world_v2(out / STAGE_FOLDERS[need], need)
-    takes = {"clip": {"phrase_locality", "word_locality"}}.get(stage)
+    takes = {"clip": {"phrase_locality", "word_locality", "word_margin"}}.get(stage)
     if settings and stage not in ("sd", "flux") and not set(settings) <= (takes or set()):
         raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
-    if settings and stage in ("sd", "flux") and {"phrase_locality", "word_locality"} & set(settings):
+    if settings and stage in ("sd", "flux") and {"phrase_locality", "word_locality", "word_margin"} & set(settings):
         raise InvalidArgumentError("phrase_locality/word_locality are settings of clip (its text tower's training)")
     if settings and stage == "flux" and "attention_heads" in settings:
         raise InvalidArgumentError("attention_heads is a setting of sd (its UNet); flux's heads are fixed")
