@@ -241,6 +241,15 @@ def test_phrase_locality_is_zero_only_where_a_phrase_carries_nothing_of_the_othe
         lone = tiny.text_model(input_ids=toy_clip.clip_input_ids(tokenizer, phrases)).last_hidden_state
         loss = toy_clip.phrase_locality_loss(states, lone, pairs)
         assert float(loss) == pytest.approx(1 - (4 * 1.0 + 5 * cos["phrase_cos_2"]) / 9, abs=1e-5)  # 4 + 5 words
+        # A margin m leaves the pairs at least that close alone: the loss is the mean of max(0, m − cosine).
+        index = torch.tensor(pairs)
+        each = torch.nn.functional.cosine_similarity(
+            states[index[:, 0], index[:, 1]], lone[index[:, 2], index[:, 3]], dim=-1
+        )
+        m = float(each.median())
+        hinge = toy_clip.phrase_locality_loss(states, lone, pairs, margin=m)
+        assert float(hinge) == pytest.approx(float((m - each).clamp(min=0).mean()), abs=1e-6)
+        assert 0 < float(hinge) < float(loss)
         copied = states.clone()
         for i, t, j, k in pairs:
             copied[i, t] = lone[j, k]

@@ -12,6 +12,11 @@ from ..errors import InvalidArgumentError
 from .app import finite, guard, out, toy_app
 
 
+def _loss_weight(help: str):
+    """A loss term's weight: unset by default, at least 0, finite."""
+    return typer.Option(None, min=0.0, callback=finite, help=help)
+
+
 @toy_app.command("train")
 @guard
 def toy_train(
@@ -43,11 +48,8 @@ def toy_train(
     attention_heads: Optional[int] = typer.Option(
         None, min=1, help="sd: attention heads per UNet layer (default 8; a continued UNet's heads are regrouped)."
     ),
-    attention_grounding: Optional[float] = typer.Option(
-        None,
-        min=0.0,
-        callback=finite,
-        help="sd: weight of the loss pulling each object word's cross-attention into its object's cell (default 0).",
+    attention_grounding: Optional[float] = _loss_weight(
+        "sd: weight of the loss pulling each object word's cross-attention into its object's cell (default 0)."
     ),
     attention_grounding_power: Optional[float] = typer.Option(
         None,
@@ -55,23 +57,14 @@ def toy_train(
         max=4.0,
         help="sd: the grounding loss of step t weighs ᾱ_t to this power (default 0.5; 0: every step alike).",
     ),
-    attention_binding: Optional[float] = typer.Option(
-        None,
-        min=0.0,
-        callback=finite,
-        help="sd: weight of the loss making one object's words look at one cell and two objects' at two (default 0).",
+    attention_binding: Optional[float] = _loss_weight(
+        "sd: weight of the loss making one object's words look at one cell and two objects' at two (default 0)."
     ),
-    phrase_locality: Optional[float] = typer.Option(
-        None,
-        min=0.0,
-        callback=finite,
-        help="clip: weight of the token-level terms keeping each object phrase's word slots as when it is alone.",
+    phrase_locality: Optional[float] = _loss_weight(
+        "clip: weight of the token-level terms keeping each object phrase's word slots as when it is alone."
     ),
-    word_locality: Optional[float] = typer.Option(
-        None,
-        min=0.0,
-        callback=finite,
-        help="clip: weight of the token-level term keeping each attribute word's slot as when it is encoded alone.",
+    word_locality: Optional[float] = _loss_weight(
+        "clip: weight of the token-level term keeping each attribute word's slot as when it is encoded alone."
     ),
     word_margin: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="clip: the word-locality term leaves word slots this close (cosine) alone."
