@@ -18,12 +18,17 @@ def test_stages_chain_into_v2_pipelines(tmp_path):
     with pytest.raises(InvalidArgumentError, match="takes no extra settings"):
         train_stage("judge", out, settings={"summary_dropout": 0.5})
     assert set(stage_status(out).values()) == {"not started"}
+    with pytest.raises(InvalidArgumentError, match="takes no extra settings"):
+        train_stage("clip", out, settings={"summary_dropout": 0.5})
     for stage in ("judge", "vae", "clip", "t5"):
-        train_stage(stage, out, steps=1, batch_size=4)
+        settings = {"phrase_locality": 1.0, "word_locality": 1.0, "word_margin": 0.9} if stage == "clip" else None
+        train_stage(stage, out, steps=1, batch_size=4, settings=settings)
+    with pytest.raises(InvalidArgumentError, match="settings of clip"):
+        train_stage("sd", out, name="sd-x", settings={"phrase_locality": 1.0})
     with pytest.raises(InvalidArgumentError, match="settings of sd"):
         train_stage("flux", out, settings={"attention_grounding": 0.1})
     for stage in ("sd", "flux"):
-        settings = {"summary_dropout": 0.5, "summary_swap": 0.5}
+        settings = {"summary_dropout": 0.5, "summary_swap": 0.5, "summary_swap_same_count": True}
         if stage == "sd":
             settings |= {"attention_grounding": 0.1, "attention_binding": 0.1}
         train_stage(stage, out, steps=2, batch_size=2, cache_size=4, settings=settings)
