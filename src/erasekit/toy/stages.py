@@ -17,6 +17,7 @@ from ..outputs import OutputError
 
 STAGES = ("judge", "vae", "clip", "t5", "sd", "flux")
 STAGE_FOLDERS = {"judge": "judge", "vae": "vae", "clip": "clip", "t5": "t5", "sd": "toy-sd", "flux": "toy-flux"}
+CLIP_SETTINGS = {"phrase_locality", "word_locality", "word_margin"}  # train_toy_clip's token-level terms
 NEEDS = {"t5": ("clip",), "sd": ("vae", "clip"), "flux": ("vae", "clip", "t5")}
 WORK_DIR = ".work"
 CACHE_SIZE = 40_000  # encoded scenes the denoisers train on (a fresh caption per visit)
@@ -67,11 +68,12 @@ def train_stage(
         )
     for need in NEEDS.get(stage, ()):
         _check_world_v2(out / STAGE_FOLDERS[need], need)
-    takes = {"clip": {"phrase_locality", "word_locality", "word_margin"}}.get(stage)
-    if settings and stage not in ("sd", "flux") and not set(settings) <= (takes or set()):
+    takes = CLIP_SETTINGS if stage == "clip" else set()
+    if settings and stage not in ("sd", "flux") and not set(settings) <= takes:
         raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
-    if settings and stage in ("sd", "flux") and {"phrase_locality", "word_locality", "word_margin"} & set(settings):
-        raise InvalidArgumentError("phrase_locality/word_locality are settings of clip (its text tower's training)")
+    if settings and stage in ("sd", "flux") and CLIP_SETTINGS & set(settings):
+        names = "/".join(sorted(CLIP_SETTINGS))
+        raise InvalidArgumentError(f"{names} are settings of clip (its text tower's training)")
     if settings and stage == "flux" and "attention_heads" in settings:
         raise InvalidArgumentError("attention_heads is a setting of sd (its UNet); flux's heads are fixed")
     attention_losses = {"attention_grounding", "attention_grounding_power", "attention_binding"}

@@ -263,6 +263,14 @@ def same_count_donors(scenes: list[Scene]) -> torch.Tensor:
     return torch.tensor(donors)
 
 
+def _swap_donors(scenes: list[Scene], extra: dict) -> torch.Tensor:
+    """The row each row's swapped summary comes from: the previous one, or with ``summary_swap_same_count`` the
+    nearest earlier one of a scene with as many objects (``same_count_donors``)."""
+    if extra.get("summary_swap_same_count"):
+        return same_count_donors(scenes)
+    return torch.arange(len(scenes)).roll(1)
+
+
 def _summary_choice(rows: int, generator: torch.Generator, extra: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Which rows of a batch get the empty caption's summary (``summary_dropout``) and which another caption's
     (``summary_swap``); disjoint shares."""
@@ -338,7 +346,7 @@ def train_sd(
         with torch.no_grad():
             ids, out = _encode(tokenizer, text_encoder, captions, length, dev)
             drop, swap = _summary_choice(len(captions), draw.gen, cfg.extra)
-            donor = same_count_donors(scenes) if cfg.extra.get("summary_swap_same_count") else None
+            donor = _swap_donors(scenes, cfg.extra)
             cond = summary_dropout(out[0], ids, tokenizer.eos_token_id, empty, drop)
             cond = summary_swap(cond, ids, tokenizer.eos_token_id, swap, source=out[0], donor=donor)
         noise = torch.randn(latents.shape, generator=draw.gen).to(dev)
@@ -429,10 +437,9 @@ def train_flux(
             ids2, out2 = _encode(tokenizer_2, text_encoder_2, captions, t5_length, dev)
             drop, swap = _summary_choice(b, draw.gen, cfg.extra)
             t5 = summary_dropout(out2[0], ids2, tokenizer_2.eos_token_id, empty_t5, drop)
-            donor = same_count_donors(scenes) if cfg.extra.get("summary_swap_same_count") else None
+            donor = _swap_donors(scenes, cfg.extra).to(dev)
             t5 = summary_swap(t5, ids2, tokenizer_2.eos_token_id, swap, source=out2[0], donor=donor)
-            donated = pooled.roll(1, 0) if donor is None else pooled[donor.to(dev)]
-            pooled = torch.where(swap.to(dev).view(-1, 1), donated, pooled)
+            pooled = torch.where(swap.to(dev).view(-1, 1), pooled[donor], pooled)
             pooled = torch.where(drop.to(dev).view(-1, 1), empty_pooled.expand_as(pooled), pooled)
         noise = torch.randn(x0.shape, generator=draw.gen).to(dev)
         sigma = torch.sigmoid(torch.randn(b, generator=draw.gen)).to(dev)
