@@ -276,3 +276,44 @@ def test_lone_attributes_pair_each_word_with_its_attribute_encoded_bare(tokenize
     assert len(pairs) == 6
     for i, t, j, k in pairs:
         assert ids[i][t] == lone[j][k]
+
+
+def test_phrase_readout_labels_each_word_with_what_its_phrase_has_named_so_far(tokenizer):
+    captions = ["a red striped star and a blue circle with dots", "a star in red"]
+    slots, labels = toy_clip.phrase_readout_targets(captions)
+    ids = tokenizer(captions).input_ids
+    words = [tokenizer.decode([ids[i][t]]).strip() for i, t in slots]
+    assert words == ["red", "striped", "star", "blue", "circle", "with", "dots", "star", "red"]
+    shape, colour, pattern = (scenes.OBJECT_HEADS[h] for h in toy_clip.READOUT_HEADS)
+    star, red, striped = 1 + shape.index("star"), 1 + colour.index("red"), 1 + pattern.index("striped")
+    assert labels[0].tolist() == [0, red, 0]  # "red" knows only itself
+    assert labels[2].tolist() == [star, red, striped]  # the noun after its adjectives knows the phrase
+    assert labels[5].tolist() == labels[4].tolist()  # "with" of "with dots" names nothing yet
+    assert labels[6, 2] == 1 + pattern.index("dotted")
+    assert labels[7].tolist() == [star, 0, 0] and labels[8].tolist() == [star, red, 0]
+
+
+def test_phrase_readout_loss_falls_as_the_readout_fits_and_training_records_it(tiny, tokenizer):
+    captions = ["a red striped star and a blue circle with dots", "a green square beside a yellow star"]
+    with torch.no_grad():
+        states = tiny.text_model(input_ids=toy_clip.clip_input_ids(tokenizer, captions)).last_hidden_state
+    slots, labels = toy_clip.phrase_readout_targets(captions)
+    torch.manual_seed(0)
+    readout = torch.nn.ModuleList(
+        torch.nn.Linear(states.shape[-1], 1 + len(scenes.OBJECT_HEADS[h])) for h in toy_clip.READOUT_HEADS
+    )
+    opt = torch.optim.Adam(readout.parameters(), lr=0.05)
+    losses = []
+    for _ in range(60):
+        loss = toy_clip.phrase_readout_loss(states, slots, labels, readout)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.3 * losses[0], losses[::10]
+    assert float(toy_clip.phrase_readout_loss(states, [], labels[:0], readout)) == 0.0
+    kwargs = dict(batch_size=8, lr=3e-3, seed=5, device="cpu", size="tiny", warmup=1)
+    _, _, log = toy_clip.train_toy_clip(
+        None, steps=2, word_locality=1.0, word_margin=0.85, phrase_readout=2.0, **kwargs
+    )
+    assert log["config"]["extra"]["phrase_readout"] == 2.0 and log["final"]["readout"] > 0

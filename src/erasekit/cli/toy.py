@@ -69,6 +69,9 @@ def toy_train(
     word_margin: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="clip: the word-locality term leaves word slots this close (cosine) alone."
     ),
+    phrase_readout: Optional[float] = _loss_weight(
+        "clip: weight of the term making each attribute word's slot name its phrase so far (a noun its colour)."
+    ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
     init_from: Optional[Path] = typer.Option(
         None, help="sd, flux: continue from this trained v2 pipeline's denoiser; clip: from this toy CLIP folder."
@@ -98,12 +101,13 @@ def toy_train(
         ("phrase_locality", phrase_locality),
         ("word_locality", word_locality),
         ("word_margin", word_margin),
+        ("phrase_readout", phrase_readout),
     )
     if world == 1:
         if any(v is not None for _, v in chosen) or init_from is not None or lr is not None:
             raise InvalidArgumentError(
                 "--summary-dropout/-swap(-same-count), --x0-weight-floor, "
-                "--attention-heads/-grounding(-power)/-binding, --phrase-/--word-locality/-margin, --init-from "
+                "--attention-heads/-grounding(-power)/-binding, --phrase-/--word-locality/-margin, --phrase-readout, --init-from "
                 "and --lr are world-2 settings"
             )
         _train_v1(what, root, steps, batch_size, minutes, device, seed)
