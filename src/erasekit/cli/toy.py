@@ -107,8 +107,8 @@ def toy_train(
         if any(v is not None for _, v in chosen) or init_from is not None or lr is not None:
             raise InvalidArgumentError(
                 "--summary-dropout/-swap(-same-count), --x0-weight-floor, "
-                "--attention-heads/-grounding(-power)/-binding, --phrase-/--word-locality/-margin, --phrase-readout, --init-from "
-                "and --lr are world-2 settings"
+                "--attention-heads/-grounding(-power)/-binding, --phrase-/--word-locality/-margin, --phrase-readout, "
+                "--init-from and --lr are world-2 settings"
             )
         _train_v1(what, root, steps, batch_size, minutes, device, seed)
         return

@@ -17,7 +17,8 @@ from ..outputs import OutputError
 
 STAGES = ("judge", "vae", "clip", "t5", "sd", "flux")
 STAGE_FOLDERS = {"judge": "judge", "vae": "vae", "clip": "clip", "t5": "t5", "sd": "toy-sd", "flux": "toy-flux"}
-CLIP_SETTINGS = {"phrase_locality", "word_locality", "word_margin", "phrase_readout"}  # train_toy_clip's token-level terms
+# train_toy_clip's token-level terms
+CLIP_SETTINGS = {"phrase_locality", "word_locality", "word_margin", "phrase_readout"}
 NEEDS = {"t5": ("clip",), "sd": ("vae", "clip"), "flux": ("vae", "clip", "t5")}
 WORK_DIR = ".work"
 CACHE_SIZE = 40_000  # encoded scenes the denoisers train on (a fresh caption per visit)
