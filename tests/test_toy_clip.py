@@ -309,7 +309,7 @@ def test_phrase_readout_loss_falls_as_the_readout_fits_and_training_records_it(t
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0], losses[::10]
     assert float(toy_clip.phrase_readout_loss(states, [], labels[:0], readout)) == 0.0
     kwargs = dict(batch_size=8, lr=3e-3, seed=5, device="cpu", size="tiny", warmup=1)
@@ -317,3 +317,16 @@ def test_phrase_readout_loss_falls_as_the_readout_fits_and_training_records_it(t
         None, steps=2, word_locality=1.0, word_margin=0.85, phrase_readout=2.0, **kwargs
     )
     assert log["config"]["extra"]["phrase_readout"] == 2.0 and log["final"]["readout"] > 0
+
+
+def test_t5_slots_line_up_with_the_words_at_offset_zero():
+    tokenizer = toy_clip.build_scene_t5_tokenizer()
+    captions = ["a red star with stripes, a blue circle"]
+    ids = tokenizer(captions).input_ids
+    for lone_fn in (toy_clip.lone_phrases, toy_clip.lone_attributes):
+        texts, pairs = lone_fn(captions, offset=0)
+        lone = tokenizer(texts).input_ids
+        assert pairs and all(ids[i][t] == lone[j][k] for i, t, j, k in pairs)
+    slots, labels = toy_clip.phrase_readout_targets(captions, offset=0, causal=False)
+    assert [tokenizer.decode([ids[0][t]]) for _, t in slots] == ["red", "star", "with", "stripes", "blue", "circle"]
+    assert len({tuple(r) for r in labels[:4].tolist()}) == 1  # a bidirectional word knows its whole phrase

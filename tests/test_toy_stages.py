@@ -1,6 +1,7 @@
 """The v2 training stages: each in order into one folder, refusing a missing prerequisite or a finished stage,
 and the denoisers assembled into pipelines that load as world-v2 toy models."""
 
+import json
 import shutil
 
 import pytest
@@ -22,7 +23,10 @@ def test_stages_chain_into_v2_pipelines(tmp_path):
         train_stage("clip", out, settings={"summary_dropout": 0.5})
     for stage in ("judge", "vae", "clip", "t5"):
         settings = {"phrase_locality": 1.0, "word_locality": 1.0, "word_margin": 0.9} if stage == "clip" else None
+        settings = {"phrase_readout": 1.0, "word_locality": 1.0} if stage == "t5" else settings
         train_stage(stage, out, steps=1, batch_size=4, settings=settings)
+    logged = json.loads((out / "t5" / "training-t5.json").read_text())
+    assert logged["config"]["extra"]["phrase_readout"] == 1.0 and {"readout", "word_locality"} <= set(logged["final"])
     with pytest.raises(InvalidArgumentError, match="settings of clip"):
         train_stage("sd", out, name="sd-x", settings={"phrase_locality": 1.0})
     with pytest.raises(InvalidArgumentError, match="settings of sd"):
@@ -32,8 +36,6 @@ def test_stages_chain_into_v2_pipelines(tmp_path):
         if stage == "sd":
             settings |= {"attention_grounding": 0.1, "attention_binding": 0.1}
         train_stage(stage, out, steps=2, batch_size=2, cache_size=4, settings=settings)
-    import json
-
     logged = json.loads((out / "toy-sd" / "training-sd.json").read_text())
     assert logged["config"]["extra"]["attention_grounding"] == 0.1 and {"grounding", "binding"} <= set(logged["final"])
     assert set(stage_status(out).values()) == {"done"} and list(stage_status(out)) == list(STAGES)
@@ -53,7 +55,14 @@ def _continues_from_a_trained_clip(out):
     from erasekit.toy.clip import load_toy_clip, save_toy_clip
 
     with pytest.raises(InvalidArgumentError, match="has none"):
+        train_stage("vae", out, name="vae-2", init_from=out / "vae")
+    with pytest.raises(ModelNotFoundError, match="no toy T5 encoder"):
         train_stage("t5", out, name="t5-2", init_from=out / "clip")
+    from erasekit.toy.clip import load_toy_t5
+
+    train_stage("t5", out, name="t5-2", steps=1, batch_size=4, lr=1e-8, init_from=out / "t5")
+    t5_before, t5_after = load_toy_t5(out / "t5")[0].state_dict(), load_toy_t5(out / "t5-2")[0].state_dict()
+    assert max(float((t5_after[k] - t5_before[k]).abs().max()) for k in t5_before) < 1e-5
     with pytest.raises(ModelNotFoundError, match="not the world-v2 toy CLIP"):
         train_stage("clip", out, name="clip-2", init_from=out / "vae")
     clip, tokenizer = load_toy_clip(out / "clip")

@@ -61,20 +61,21 @@ def toy_train(
         "sd: weight of the loss making one object's words look at one cell and two objects' at two (default 0)."
     ),
     phrase_locality: Optional[float] = _loss_weight(
-        "clip: weight of the token-level terms keeping each object phrase's word slots as when it is alone."
+        "clip, t5: weight of the token-level terms keeping each object phrase's word slots as when it is alone."
     ),
     word_locality: Optional[float] = _loss_weight(
-        "clip: weight of the token-level term keeping each attribute word's slot as when it is encoded alone."
+        "clip, t5: weight of the token-level term keeping each attribute word's slot as when it is encoded alone."
     ),
     word_margin: Optional[float] = typer.Option(
-        None, min=0.0, max=1.0, help="clip: the word-locality term leaves word slots this close (cosine) alone."
+        None, min=0.0, max=1.0, help="clip, t5: the word-locality term leaves word slots this close (cosine) alone."
     ),
     phrase_readout: Optional[float] = _loss_weight(
-        "clip: weight of the term making each attribute word's slot name its phrase so far (a noun its colour)."
+        "clip, t5: weight of the term making each attribute word's slot name its phrase (a noun its colour)."
     ),
     name: Optional[str] = typer.Option(None, help="Folder name instead of the stage's (a variant, e.g. sd-p0.5)."),
     init_from: Optional[Path] = typer.Option(
-        None, help="sd, flux: continue from this trained v2 pipeline's denoiser; clip: from this toy CLIP folder."
+        None,
+        help="sd, flux: continue from this trained v2 pipeline's denoiser; clip, t5: from this toy CLIP / T5 folder.",
     ),
     lr: Optional[float] = typer.Option(
         None, min=1e-8, callback=finite, help="Peak learning rate (default: the trainer's)."

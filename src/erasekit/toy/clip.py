@@ -16,6 +16,7 @@ import json
 import math
 import random
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -166,25 +167,25 @@ def text_features(clip: CLIPModel, tokenizer: CLIPTokenizer, captions: list[str]
     return F.normalize(clip.text_projection(pooled), dim=-1)
 
 
-def lone_phrases(captions: list[str]) -> tuple[list[str], list[tuple[int, int, int, int]]]:
+def lone_phrases(captions: list[str], offset: int = 1) -> tuple[list[str], list[tuple[int, int, int, int]]]:
     """Every object phrase of ``captions`` as it is encoded alone ("a " + its attribute words, as
     ``probes.clean_phrase`` encodes it), and for each of its words (caption, token in the caption, lone phrase,
-    token in the lone phrase): word p of a caption is token p + 1 after the start token; in "a …", word k is
-    token k + 2."""
+    token in the lone phrase): word p of a text is token p + ``offset`` (CLIP: 1, after its start token; T5: 0);
+    in "a …", word k is word k + 1."""
     phrases, pairs = [], []
     for i, text in enumerate(captions):
         words = scenes.caption_words(text)
         for _, positions, _ in scenes.phrase_attributes(text):
             j = len(phrases)
             phrases.append("a " + " ".join(words[p] for p in positions))
-            pairs += [(i, p + 1, j, k + 2) for k, p in enumerate(positions)]
+            pairs += [(i, p + offset, j, k + 1 + offset) for k, p in enumerate(positions)]
     return phrases, pairs
 
 
-def lone_attributes(captions: list[str]) -> tuple[list[str], list[tuple[int, int, int, int]]]:
+def lone_attributes(captions: list[str], offset: int = 1) -> tuple[list[str], list[tuple[int, int, int, int]]]:
     """``lone_phrases`` one level down: every attribute phrase of ``captions`` ("star", "round shape", "with
     stripes") encoded alone, as UCE and GIE encode a concept, and the (caption, token, lone text, token) pairs of
-    its words (in the bare text, word k is token k + 1)."""
+    its words."""
     texts, pairs = [], []
     for i, text in enumerate(captions):
         words = scenes.caption_words(text)
@@ -192,7 +193,7 @@ def lone_attributes(captions: list[str]) -> tuple[list[str], list[tuple[int, int
             for span in spans:
                 j = len(texts)
                 texts.append(" ".join(words[p] for p in span))
-                pairs += [(i, p + 1, j, k + 1) for k, p in enumerate(span)]
+                pairs += [(i, p + offset, j, k + offset) for k, p in enumerate(span)]
     return texts, pairs
 
 
@@ -220,7 +221,8 @@ def word_decoding_loss(states: torch.Tensor, input_ids: torch.Tensor, decoder: n
     """Cross-entropy of reading each word slot's own token back from its final state with a linear ``decoder``
     (the start, end and padding slots are skipped): it keeps the word slots informative, which
     ``phrase_locality_loss`` alone could satisfy by making them all alike."""
-    specials = torch.tensor([tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id])
+    ids = (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    specials = torch.tensor([i for i in ids if i is not None])
     keep = ~torch.isin(input_ids, specials.to(input_ids.device))
     if not keep.any():
         return states.new_zeros(())
@@ -230,11 +232,14 @@ def word_decoding_loss(states: torch.Tensor, input_ids: torch.Tensor, decoder: n
 READOUT_HEADS = tuple(scenes.OBJECT_HEADS)  # shape, colour, pattern
 
 
-def phrase_readout_targets(captions: list[str]) -> tuple[list[tuple[int, int]], torch.Tensor]:
-    """For every attribute word of every object phrase: its (caption, token) slot and, per object head, what its
-    phrase has named up to and including that word (1 + the value's index in ``scenes.OBJECT_HEADS``; 0: not
-    named yet, or not at all). In "a red striped star", "star" is labelled (star, red, striped), "red" (–, red, –):
-    a causal text tower can know no more. Returns (slots, labels (N, 3) long)."""
+def phrase_readout_targets(
+    captions: list[str], offset: int = 1, causal: bool = True
+) -> tuple[list[tuple[int, int]], torch.Tensor]:
+    """For every attribute word of every object phrase: its (caption, token) slot (word p is token p + ``offset``)
+    and, per object head, what its phrase has named up to and including that word (1 + the value's index in
+    ``scenes.OBJECT_HEADS``; 0: not named yet, or not at all). In "a red striped star", "star" is labelled (star,
+    red, striped), "red" (–, red, –): a causal text tower can know no more. ``causal=False`` (T5): every word is
+    labelled with its whole phrase. Returns (slots, labels (N, 3) long)."""
     table = {tuple(words): (head, value) for words, head, value in scenes._phrase_words()}
     slots, labels = [], []
     for i, text in enumerate(captions):
@@ -244,9 +249,9 @@ def phrase_readout_targets(captions: list[str]) -> tuple[list[tuple[int, int]], 
             for p in positions:
                 row = [0] * len(READOUT_HEADS)
                 for head, value, end in named:
-                    if end <= p:
+                    if end <= p or not causal:
                         row[READOUT_HEADS.index(head)] = 1 + scenes.OBJECT_HEADS[head].index(value)
-                slots.append((i, p + 1))
+                slots.append((i, p + offset))
                 labels.append(row)
     return slots, torch.tensor(labels, dtype=torch.long).view(-1, len(READOUT_HEADS))
 
@@ -414,14 +419,25 @@ def phrase_cosines(clip: CLIPModel, tokenizer: CLIPTokenizer, captions: list[str
     """Per object phrase place (``phrase_cos_1`` for the first-named, ``_2``, …): the mean cosine between an
     attribute word's state in its caption and in its phrase encoded alone (1: the phrase carries nothing of the
     others); ``word_cos_<k>`` the same against each attribute phrase encoded alone (``lone_attributes``)."""
+    return slot_cosines(lambda texts: clip_states(clip, tokenizer, texts), captions, offset=1)
+
+
+def clip_states(clip: CLIPModel, tokenizer: CLIPTokenizer, texts: list[str]) -> torch.Tensor:
+    """The text tower's final states (B, L, D), padded to the longest text, as the pipelines encode."""
+    return clip.text_model(input_ids=clip_input_ids(tokenizer, texts, clip.device)).last_hidden_state
+
+
+def slot_cosines(encode, captions: list[str], offset: int) -> dict[str, float]:
+    """``phrase_cosines`` for any text tower: ``encode(texts) -> (B, L, D)`` final states; word p of a text in
+    slot p + ``offset``."""
     out = {}
-    states = clip.text_model(input_ids=clip_input_ids(tokenizer, captions, clip.device)).last_hidden_state
+    states = encode(captions)
     for name, lone_fn in (("phrase", lone_phrases), ("word", lone_attributes)):
-        texts, pairs = lone_fn(captions)
+        texts, pairs = lone_fn(captions, offset)
         if not pairs:
             continue
-        lone = clip.text_model(input_ids=clip_input_ids(tokenizer, texts, clip.device)).last_hidden_state
-        place = _phrase_places(captions, pairs)
+        lone = encode(texts)
+        place = _phrase_places(captions, pairs, offset)
         index = torch.tensor(pairs, device=states.device)
         cos = F.cosine_similarity(states[index[:, 0], index[:, 1]], lone[index[:, 2], index[:, 3]], dim=-1)
         for k in range(int(place.max()) + 1):
@@ -429,13 +445,67 @@ def phrase_cosines(clip: CLIPModel, tokenizer: CLIPTokenizer, captions: list[str
     return out
 
 
-def _phrase_places(captions: list[str], pairs) -> torch.Tensor:
+def _phrase_places(captions: list[str], pairs, offset: int = 1) -> torch.Tensor:
     """The object phrase place (0: first-named) of each pair's caption word."""
     place_of = {}
     for i, text in enumerate(captions):
         for k, (_, positions, _) in enumerate(scenes.phrase_attributes(text)):
-            place_of.update({(i, p + 1): k for p in positions})
+            place_of.update({(i, p + offset): k for p in positions})
     return torch.tensor([place_of[(i, t)] for i, t, _, _ in pairs])
+
+
+@dataclass
+class TokenTerms:
+    """The token-level terms a text tower trains with beside its contrastive loss (a weight of 0: off).
+
+    ``phrase_locality``: ``phrase_locality_loss`` against each object phrase encoded alone (``lone_phrases``)
+    and ``word_decoding_loss``; ``word_locality``: ``phrase_locality_loss`` against each attribute encoded bare
+    (``lone_attributes``, how UCE and GIE encode a concept), with the decoding term too; ``word_margin``: its
+    cosine margin; ``phrase_readout``: ``phrase_readout_loss``. The decoder and read-outs train with the tower and
+    are not saved. ``offset``: the slot of a text's first word; ``causal``: whether a word sees only the words
+    before it (the read-out's labels)."""
+
+    phrase_locality: float = 0.0
+    word_locality: float = 0.0
+    word_margin: float = 1.0
+    phrase_readout: float = 0.0
+    offset: int = 1
+    causal: bool = True
+
+    def settings(self) -> dict[str, float]:
+        """The terms that are on (and a margin that is not 1), for a run's config."""
+        out = {k: float(getattr(self, k)) for k in ("phrase_locality", "word_locality", "phrase_readout")}
+        out = {k: v for k, v in out.items() if v}
+        return out | ({"word_margin": float(self.word_margin)} if self.word_margin != 1.0 else {})
+
+    def heads(self, hidden: int, vocab: int) -> nn.ModuleDict:
+        heads = nn.ModuleDict()
+        if self.phrase_locality or self.word_locality:
+            heads["decoder"] = nn.Linear(hidden, vocab)
+        if self.phrase_readout:
+            heads["readout"] = nn.ModuleList(nn.Linear(hidden, 1 + len(scenes.OBJECT_HEADS[h])) for h in READOUT_HEADS)
+        return heads
+
+    def loss(self, states, ids, captions, encode, heads: nn.ModuleDict, tokenizer) -> tuple[torch.Tensor, dict]:
+        """The weighted sum of the terms that are on for a batch (``states``/``ids``: the captions' final states
+        and token ids; ``encode(texts) -> states`` for the lone texts) and each term's value."""
+        total, logs = states.new_zeros(()), {}
+        for name, weight, lone_fn, margin in (
+            ("locality", self.phrase_locality, lone_phrases, 1.0),
+            ("word_locality", self.word_locality, lone_attributes, self.word_margin),
+        ):
+            if weight:
+                texts, pairs = lone_fn(captions, self.offset)
+                logs[name] = phrase_locality_loss(states, encode(texts), pairs, margin)
+                total = total + weight * logs[name]
+        if "decoder" in heads:
+            logs["decoding"] = word_decoding_loss(states, ids, heads["decoder"], tokenizer)
+            total = total + max(self.phrase_locality, self.word_locality) * logs["decoding"]
+        if "readout" in heads:
+            slots, labels = phrase_readout_targets(captions, self.offset, self.causal)
+            logs["readout"] = phrase_readout_loss(states, slots, labels, heads["readout"])
+            total = total + self.phrase_readout * logs["readout"]
+        return total, logs
 
 
 def _config(name: str, **overrides) -> TrainConfig:
@@ -476,14 +546,8 @@ def train_toy_clip(
     one random-head negative per caption moved shape only to 0.79 in 800 steps, hence a second, of shape.
     ``init``: a trained toy CLIP to continue from (a fresh
     optimiser and schedule), with this function's tokenizer.
-    ``phrase_locality``: weight of two token-level terms added to the contrastive loss, ``phrase_locality_loss``
-    (each object phrase's word slots as when the phrase is encoded alone) and ``word_decoding_loss`` (each word
-    slot still names its word; the linear decoder is trained with the CLIP and not saved). ``word_locality``:
-    weight of ``phrase_locality_loss`` against each attribute phrase encoded alone (``lone_attributes``, the
-    encoding UCE and GIE give a concept), with the decoding term too; ``word_margin`` its cosine margin (below 1:
-    a word slot may keep some of its phrase, e.g. a noun its colour, once it is that close to the bare word).
-    ``phrase_readout``: weight of ``phrase_readout_loss`` (each attribute word names its phrase so far; the
-    linear read-outs are trained with the CLIP and not saved).
+    ``phrase_locality``, ``word_locality``, ``word_margin``, ``phrase_readout``: the token-level terms added to
+    the contrastive loss (``TokenTerms``; all off by default).
 
     With ``eval_every``, every that many steps (and at the end) the log records the caption → image top-1
     accuracy on 128 fresh full-caption scenes and the per-head swap accuracy (``swap_accuracy``). Returns
@@ -493,15 +557,8 @@ def train_toy_clip(
     cfg.time_budget_s, cfg.device = time_budget_s, device
     cfg.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
     cfg.extra = {"hard_negatives": list(hard_negatives), "continued": init is not None}
-    if phrase_locality:
-        cfg.extra["phrase_locality"] = float(phrase_locality)
-    if word_locality:
-        cfg.extra["word_locality"] = float(word_locality)
-    if word_margin != 1.0:
-        cfg.extra["word_margin"] = float(word_margin)
-    if phrase_readout:
-        cfg.extra["phrase_readout"] = float(phrase_readout)
-    token_terms = bool(phrase_locality or word_locality)
+    terms = TokenTerms(phrase_locality, word_locality, word_margin, phrase_readout, offset=1, causal=True)
+    cfg.extra |= terms.settings()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = build_scene_clip_tokenizer()
     lengths = check_caption_lengths(tokenizer)
@@ -522,11 +579,7 @@ def train_toy_clip(
         history.append({"step": step, **acc})
         return acc
 
-    hidden = clip.config.text_config.hidden_size
-    decoder = nn.Linear(hidden, len(tokenizer)).to(dev) if token_terms else None
-    readout = None
-    if phrase_readout:
-        readout = nn.ModuleList(nn.Linear(hidden, 1 + len(scenes.OBJECT_HEADS[h])) for h in READOUT_HEADS).to(dev)
+    heads = terms.heads(clip.config.text_config.hidden_size, len(tokenizer)).to(dev)
 
     def loss_fn(step):
         if eval_every and step % eval_every == 0:
@@ -548,28 +601,13 @@ def train_toy_clip(
             clip.logit_scale,
         )
         logs = {"loss": loss, "scale": clip.logit_scale.exp()}
-        states = encoded.last_hidden_state
-        for name, weight, lone_fn, margin in (
-            ("locality", phrase_locality, lone_phrases, 1.0),
-            ("word_locality", word_locality, lone_attributes, word_margin),
-        ):
-            if weight:
-                texts, pairs = lone_fn(captions)
-                lone = clip.text_model(input_ids=clip_input_ids(tokenizer, texts, dev)).last_hidden_state
-                logs[name] = phrase_locality_loss(states, lone, pairs, margin)
-                loss = loss + weight * logs[name]
-        if token_terms:
-            logs["decoding"] = word_decoding_loss(states, ids, decoder, tokenizer)
-            loss = loss + max(phrase_locality, word_locality) * logs["decoding"]
-        if readout is not None:
-            slots, labels = phrase_readout_targets(captions)
-            logs["readout"] = phrase_readout_loss(states, slots, labels, readout)
-            loss = loss + phrase_readout * logs["readout"]
-        return loss, logs
+        term_loss, term_logs = terms.loss(
+            encoded.last_hidden_state, ids, captions, lambda t: clip_states(clip, tokenizer, t), heads, tokenizer
+        )
+        return loss + term_loss, logs | term_logs
 
     gens = {"rng": stream.rng, "gen": stream.gen, "negatives": negatives_rng}
-    extras = [m for m in (decoder, readout) if m is not None]
-    trained = nn.ModuleList([clip, *extras]) if extras else clip
+    trained = nn.ModuleList([clip, heads]) if len(heads) else clip
     log = _run(cfg, trained, loss_fn, "toy-clip", generators=gens)
     with torch.no_grad():
         clip.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
@@ -638,19 +676,20 @@ def build_toy_t5(vocab_size: int, size: str = "toy") -> T5EncoderModel:
     return arch.build_t5(vocab_size, size=size)
 
 
-def t5_features(t5: T5EncoderModel, head: PooledProjection, tokenizer, captions: list[str]) -> torch.Tensor:
-    """L2-normalised projected caption embeddings. Captions are padded to the tokenizer's length (48) and the
-    encoder runs without an attention mask, as ``FluxPipeline`` calls it; the pooling skips the padding."""
+def t5_states(t5: T5EncoderModel, tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(final states, input ids, attention mask) of ``texts`` padded to the tokenizer's length (48), the encoder
+    run without an attention mask, as ``FluxPipeline`` calls it."""
     enc = tokenizer(
-        list(captions),
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
+        list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     )
-    dev = t5.device
-    hidden = t5(enc.input_ids.to(dev))[0]
-    return head(hidden, enc.attention_mask.to(dev))
+    ids, mask = enc.input_ids.to(t5.device), enc.attention_mask.to(t5.device)
+    return t5(ids)[0], ids, mask
+
+
+def t5_features(t5: T5EncoderModel, head: PooledProjection, tokenizer, captions: list[str]) -> torch.Tensor:
+    """L2-normalised projected caption embeddings; the pooling skips the padding."""
+    hidden, _, mask = t5_states(t5, tokenizer, captions)
+    return head(hidden, mask)
 
 
 def train_toy_t5(
@@ -667,20 +706,38 @@ def train_toy_t5(
     eval_every: int | None = None,
     checkpoint_dir: str | Path | None = None,
     hard_negatives: tuple[str, ...] = ("any", "shape"),
+    init: tuple[T5EncoderModel, PooledProjection] | None = None,
+    phrase_locality: float = 0.0,
+    word_locality: float = 0.0,
+    word_margin: float = 1.0,
+    phrase_readout: float = 0.0,
 ) -> tuple[T5EncoderModel, T5TokenizerFast, PooledProjection, dict]:
     """Train the toy T5 encoder and its pooled projection against the frozen CLIP's image embeddings (symmetric
     InfoNCE, with ``train_toy_clip``'s swap negatives) on ``SceneStream(seed)`` batches; save the encoder,
-    tokenizer and head into ``out_dir``."""
+    tokenizer and head into ``out_dir``. ``init``: a trained (encoder, head) to continue from. The token-level
+    terms are ``train_toy_clip``'s (``TokenTerms``), for a bidirectional tower: the read-out labels every word
+    with its whole phrase."""
     cfg = _config("t5", steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup=warmup)
     cfg.time_budget_s, cfg.device = time_budget_s, device
     cfg.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
-    cfg.extra = {"hard_negatives": list(hard_negatives)}
+    cfg.extra = {"hard_negatives": list(hard_negatives)} | ({"continued": True} if init is not None else {})
+    terms = TokenTerms(phrase_locality, word_locality, word_margin, phrase_readout, offset=0, causal=False)
+    cfg.extra |= terms.settings()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = build_scene_t5_tokenizer()
     lengths = check_caption_lengths(t5_tokenizer=tokenizer)
     torch.manual_seed(cfg.seed)
-    t5 = build_toy_t5(len(tokenizer), size).to(dev).train()
-    head = PooledProjection(t5.config.d_model, clip.config.projection_dim).to(dev).train()
+    if init is not None and init[0].config.vocab_size != len(tokenizer):
+        raise ErasekitError("the T5 encoder to continue from has another vocabulary than the v2 tokenizer's")
+    t5, head = init if init is not None else (build_toy_t5(len(tokenizer), size), None)
+    t5 = t5.to(dev).train()
+    head = head if head is not None else PooledProjection(t5.config.d_model, clip.config.projection_dim)
+    head = head.to(dev).train()
+    heads = terms.heads(t5.config.d_model, len(tokenizer)).to(dev)
+
+    def states_of(texts):
+        return t5_states(t5, tokenizer, texts)[0]
+
     clip = clip.to(dev).eval().requires_grad_(False)
     stream = scenes.SceneStream(cfg.seed, device=dev, supersample=2)
     negatives_rng = random.Random(cfg.seed + 11)
@@ -699,6 +756,7 @@ def train_toy_t5(
         acc = retrieval_accuracy(eval_image_embeds, text_fn(eval_captions))
         swaps = swap_accuracy_of(eval_image_embeds, text_fn, eval_captions, seed=cfg.seed)
         acc |= {f"swap_{h}": v for h, v in swaps.items()}
+        acc |= slot_cosines(states_of, eval_captions, offset=0)
         t5.train(), head.train()
         history.append({"step": step, **acc})
         return acc
@@ -710,12 +768,15 @@ def train_toy_t5(
             head.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
             images, captions, _ = stream.batch(cfg.batch_size)
             img = image_features(clip, images)
-        txt = text_fn(captions)
+        hidden, ids, mask = t5_states(t5, tokenizer, captions)
+        txt = head(hidden, mask)
         loss = _loss_with_swaps(img, txt, captions, text_fn, hard_negatives, negatives_rng, head.logit_scale)
-        return loss, {"loss": loss, "scale": head.logit_scale.exp()}
+        term_loss, term_logs = terms.loss(hidden, ids, captions, states_of, heads, tokenizer)
+        return loss + term_loss, {"loss": loss, "scale": head.logit_scale.exp()} | term_logs
 
     gens = {"rng": stream.rng, "gen": stream.gen, "negatives": negatives_rng}
-    log = _run(cfg, nn.ModuleList([t5, head]), loss_fn, "toy-t5", generators=gens)
+    trained = nn.ModuleList([t5, head, heads]) if len(heads) else nn.ModuleList([t5, head])
+    log = _run(cfg, trained, loss_fn, "toy-t5", generators=gens)
     with torch.no_grad():
         head.logit_scale.clamp_(0.0, LOG_SCALE_MAX)
     if eval_every:

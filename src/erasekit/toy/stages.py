@@ -17,7 +17,7 @@ from ..outputs import OutputError
 
 STAGES = ("judge", "vae", "clip", "t5", "sd", "flux")
 STAGE_FOLDERS = {"judge": "judge", "vae": "vae", "clip": "clip", "t5": "t5", "sd": "toy-sd", "flux": "toy-flux"}
-# train_toy_clip's token-level terms
+# the text towers' token-level terms (train_toy_clip's and train_toy_t5's)
 CLIP_SETTINGS = {"phrase_locality", "word_locality", "word_margin", "phrase_readout"}
 NEEDS = {"t5": ("clip",), "sd": ("vae", "clip"), "flux": ("vae", "clip", "t5")}
 WORK_DIR = ".work"
@@ -48,7 +48,8 @@ def train_stage(
     ``name``: the output folder's name instead of the stage's (a variant, e.g. ``sd-p0.5`` for another summary
     dropout; its checkpoints are kept apart). A stage whose folder exists is refused unless ``overwrite``.
     ``init_from``: for sd and flux a trained world-v2 pipeline folder whose denoiser the run continues from, for
-    clip a trained toy CLIP folder; a fresh optimiser and a short warm-up — more steps for a finished model.
+    clip a trained toy CLIP folder, for t5 a trained toy T5 folder; a fresh optimiser and a short warm-up — more
+    steps for a finished model.
     ``lr``: the peak learning rate of any trained stage (default the trainer's).
     """
     if stage not in STAGES:
@@ -69,12 +70,12 @@ def train_stage(
         )
     for need in NEEDS.get(stage, ()):
         _check_world_v2(out / STAGE_FOLDERS[need], need)
-    takes = CLIP_SETTINGS if stage == "clip" else set()
+    takes = CLIP_SETTINGS if stage in ("clip", "t5") else set()
     if settings and stage not in ("sd", "flux") and not set(settings) <= takes:
         raise InvalidArgumentError(f"stage {stage} takes no extra settings (got {', '.join(settings)})")
     if settings and stage in ("sd", "flux") and CLIP_SETTINGS & set(settings):
         names = "/".join(sorted(CLIP_SETTINGS))
-        raise InvalidArgumentError(f"{names} are settings of clip (its text tower's training)")
+        raise InvalidArgumentError(f"{names} are settings of clip and t5 (the text towers' training)")
     if settings and stage == "flux" and "attention_heads" in settings:
         raise InvalidArgumentError("attention_heads is a setting of sd (its UNet); flux's heads are fixed")
     attention_losses = {"attention_grounding", "attention_grounding_power", "attention_binding"}
@@ -104,12 +105,13 @@ def train_stage(
             eval_every=100,
             checkpoint_dir=checkpoints,
         )
+        terms = {k: float(v) for k, v in (settings or {}).items()}
+        warmup = None if init is None else 50
         if stage == "clip":
-            terms = {k: float(v) for k, v in (settings or {}).items()}
-            warmup = None if init is None else 50
             clip.train_toy_clip(target, **common, init=init, lr=lr, warmup=warmup, **terms)
         else:
-            clip.train_toy_t5(clip.load_toy_clip(out / "clip")[0], target, **common, lr=lr)
+            frozen = clip.load_toy_clip(out / "clip")[0]
+            clip.train_toy_t5(frozen, target, **common, init=init, lr=lr, warmup=warmup, **terms)
         return target
 
     from . import train_scenes as T
@@ -141,15 +143,22 @@ DENOISERS = {"sd": "unet", "flux": "transformer"}
 
 
 def _load_init(stage: str, folder: Path):
-    """What a stage continues training from: the denoiser of a world-v2 pipeline folder (sd, flux), or a toy
-    CLIP folder (clip)."""
+    """What a stage continues training from: the denoiser of a world-v2 pipeline folder (sd, flux), a toy CLIP
+    folder (clip), or a toy T5 folder (t5: its encoder and pooled projection)."""
     if stage == "clip":
         from .clip import load_toy_clip
 
         _check_world_v2(folder, "clip")
         return load_toy_clip(folder)[0]
+    if stage == "t5":
+        from .clip import load_toy_t5
+
+        t5, _, head = load_toy_t5(folder)
+        return t5, head
     if stage not in DENOISERS:
-        raise InvalidArgumentError(f"--init-from continues a denoiser (sd, flux) or the CLIP; stage {stage} has none")
+        raise InvalidArgumentError(
+            f"--init-from continues a denoiser (sd, flux) or a text tower (clip, t5); stage {stage} has none"
+        )
     sub = folder / DENOISERS[stage]
     if not (sub / "config.json").is_file():
         raise ModelNotFoundError(f"{folder} has no {DENOISERS[stage]}/ to continue {stage} from: a toy-{stage} folder?")
